@@ -1,0 +1,43 @@
+"""Built-in plugin: ``config``, ``plugins``, ``docs`` and ``init``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from kamalpy.cli.base import command, current_run
+from kamalpy.plugin import hookimpl
+
+
+@command("config")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+def config_command(as_json: bool) -> None:
+    """Show the combined config (including secrets, redacted)."""
+    data = current_run().config.to_h()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        import yaml
+
+        click.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True), nl=False)
+
+
+@command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def plugins_command(as_json: bool) -> None:
+    """List the loaded plugins and the hooks each implements."""
+    infos = current_run().hooks.pm.plugin_infos()
+    if as_json:
+        click.echo(json.dumps([info.__dict__ for info in infos], indent=2))
+        return
+    for info in infos:
+        click.echo(f"{info.name}  ({info.distribution} {info.version})")
+        for hook in info.hooks:
+            click.echo(f"    {hook}")
+
+
+@hookimpl
+def kamalpy_register_commands(cli: click.Group) -> None:
+    cli.add_command(config_command)
+    cli.add_command(plugins_command)

@@ -1,0 +1,1 @@
+"""Built-in secret adapters, one module (and one plugin) each."""

@@ -1,0 +1,1 @@
+"""Built-in plugin: Kamal's ``test`` secret adapter."""

@@ -1,0 +1,1 @@
+"""Built-in plugin: ``kamalpy secrets fetch|extract|print``."""

@@ -1,0 +1,3 @@
+from kamalpy.cli.main import main
+
+main()

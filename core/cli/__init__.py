@@ -1,0 +1,1 @@
+"""The command line: click, with Kamal's global options on every command."""

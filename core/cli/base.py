@@ -1,0 +1,104 @@
+"""Command classes that carry the global options and fire the lifecycle hooks, and the run state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from kamalpy.cli.options import GlobalOptions, global_params
+from kamalpy.errors import CommandRefused
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kamalpy.config.model import Configuration
+    from kamalpy.hooks import Hooks
+
+CONTEXT_SETTINGS = {"help_option_names": ["--help"]}
+
+
+class Run:
+    """State of one kamalpy invocation: global options, plugins and configuration, each made on demand."""
+
+    def __init__(self, disabled_plugins: set[str] | None = None, load_entry_points: bool = True) -> None:
+        self.options = GlobalOptions()
+        self.disabled_plugins = set(disabled_plugins or ())
+        self.load_entry_points = load_entry_points
+        self._hooks: Hooks | None = None
+        self._config: Configuration | None = None
+
+    @property
+    def hooks(self) -> Hooks:
+        if self._hooks is None:
+            from kamalpy.hooks import Hooks
+            from kamalpy.plugins import build_plugin_manager
+
+            pm = build_plugin_manager(self.disabled_plugins, load_entry_points=self.load_entry_points)
+            self._hooks = Hooks(pm)
+        return self._hooks
+
+    @property
+    def config(self) -> Configuration:
+        if self._config is None:
+            from kamalpy.config.loader import load_configuration
+
+            self._config = load_configuration(self.options, self.hooks)
+        return self._config
+
+
+def current_run() -> Run:
+    return click.get_current_context().find_root().obj
+
+
+class KamalpyCommand(click.Command):
+    """A command with every global option that fires ``kamalpy_before/after_command``."""
+
+    def __init__(self, *args: Any, lifecycle: bool = True, **kwargs: Any) -> None:
+        kwargs.setdefault("context_settings", CONTEXT_SETTINGS)
+        super().__init__(*args, **kwargs)
+        self.params.extend(global_params())
+        self.lifecycle = lifecycle
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if not self.lifecycle:
+            return super().invoke(ctx)
+        from kamalpy.plugin import CommandContext
+
+        run: Run = ctx.find_root().obj
+        path = tuple(ctx.command_path.split()[1:])
+        command = CommandContext(path=path, options=run.options, params=dict(ctx.params),
+                                 _config_loader=lambda: run.config)
+        refusal = run.hooks.before_command(command)
+        if refusal:
+            raise CommandRefused(str(refusal))
+        try:
+            result = super().invoke(ctx)
+        except BaseException as error:
+            run.hooks.after_command(command, error)
+            raise
+        run.hooks.after_command(command, None)
+        return result
+
+
+class KamalpyGroup(click.Group):
+    """A command group whose subcommands default to :class:`KamalpyCommand`."""
+
+    command_class = KamalpyCommand
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("context_settings", CONTEXT_SETTINGS)
+        super().__init__(*args, **kwargs)
+        self.params.extend(global_params())
+
+
+KamalpyGroup.group_class = KamalpyGroup
+
+
+def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], KamalpyCommand]:
+    kwargs.setdefault("cls", KamalpyCommand)
+    return click.command(*args, **kwargs)  # type: ignore[return-value]
+
+
+def group(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], KamalpyGroup]:
+    kwargs.setdefault("cls", KamalpyGroup)
+    return click.group(*args, **kwargs)  # type: ignore[return-value]

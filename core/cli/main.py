@@ -1,0 +1,174 @@
+"""The ``kamalpy`` entry point.
+
+``kamalpy version`` is answered without loading any plugin (start-up time); every other command
+comes from a plugin through the ``kamalpy_register_commands`` hook, or is an ``aliases:`` entry.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from kamalpy import __version__
+from kamalpy.cli.base import CONTEXT_SETTINGS, KamalpyCommand, KamalpyGroup, Run
+from kamalpy.errors import KamalpyError
+
+MAX_ALIAS_DEPTH = 10
+
+
+@click.command("version", cls=KamalpyCommand, lifecycle=False)
+def version_command() -> None:
+    """Show the kamalpy version."""
+    click.echo(__version__)
+
+
+class RootGroup(KamalpyGroup):
+    """The ``kamalpy`` group: plugin commands registered on first need, aliases resolved from config."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("context_settings", CONTEXT_SETTINGS)
+        super().__init__(*args, **kwargs)
+        self.add_command(version_command)
+        self._registered = False
+
+    def _ensure_registered(self, ctx: click.Context) -> None:
+        if not self._registered:
+            self._registered = True
+            ctx.find_root().obj.hooks.register_commands(self)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name != "version":
+            self._ensure_registered(ctx)
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._ensure_registered(ctx)
+        return super().list_commands(ctx)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0]
+        if self.get_command(ctx, name) is None and not name.startswith("-"):
+            alias = _alias_command(ctx, name, args[1:])
+            if alias is not None:
+                return name, alias, args[1:]
+            raise click.UsageError(f"Could not find command \"{name}\".")
+        return super().resolve_command(ctx, args)
+
+
+def _alias_command(ctx: click.Context, name: str, rest: list[str]) -> click.Command | None:
+    """Kamal's alias semantics: the alias's words, then the extra arguments, run as a new command line."""
+    from kamalpy.config.loader import read_raw_config
+
+    run: Run = ctx.find_root().obj
+    config_file, destination = _prescan_config_options(rest, run)
+    try:
+        raw = read_raw_config(config_file, destination)
+    except (KamalpyError, OSError):
+        return None
+    aliases = raw.get("aliases") if isinstance(raw, dict) else None
+    if not isinstance(aliases, dict) or not isinstance(aliases.get(name), str):
+        return None
+    words = shlex.split(aliases[name])
+
+    @click.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                           "help_option_names": []}, add_help_option=False)
+    @click.pass_context
+    def run_alias(alias_ctx: click.Context) -> None:
+        depth = int(os.environ.get("KAMALPY_ALIAS_DEPTH", "0"))
+        if depth >= MAX_ALIAS_DEPTH:
+            raise KamalpyError(f"Alias '{name}' expands into itself")
+        os.environ["KAMALPY_ALIAS_DEPTH"] = str(depth + 1)
+        try:
+            code = main(words + list(alias_ctx.args), standalone=False)
+        finally:
+            os.environ["KAMALPY_ALIAS_DEPTH"] = str(depth)
+        alias_ctx.exit(code)
+
+    run_alias.help = f"Alias for: {aliases[name]}"
+    return run_alias
+
+
+def _prescan_config_options(args: Sequence[str], run: Run) -> tuple[str, str | None]:
+    """-c/-d among not yet parsed arguments (needed to find the aliases before parsing them)."""
+    config_file, destination = run.options.config_file, run.options.destination
+    for i, arg in enumerate(args):
+        for short, long_, attr in (("-c", "--config-file", "c"), ("-d", "--destination", "d")):
+            value = None
+            if arg in (short, long_) and i + 1 < len(args):
+                value = args[i + 1]
+            elif arg.startswith(long_ + "="):
+                value = arg.split("=", 1)[1]
+            elif arg.startswith(short) and len(arg) > 2 and not arg.startswith("--"):
+                value = arg[2:]
+            if value is not None:
+                if attr == "c":
+                    config_file = value
+                else:
+                    destination = value
+    return config_file, destination
+
+
+def _prescan_disabled(args: Sequence[str]) -> set[str]:
+    from kamalpy.plugins import disabled_from_env, split_names
+
+    values = []
+    for i, arg in enumerate(args):
+        if arg == "--disable-plugin" and i + 1 < len(args):
+            values.append(args[i + 1])
+        elif arg.startswith("--disable-plugin="):
+            values.append(arg.split("=", 1)[1])
+    return disabled_from_env() | split_names(values)
+
+
+def make_cli() -> RootGroup:
+    @click.group("kamalpy", cls=RootGroup)
+    def cli() -> None:
+        """Deploy web apps in containers to servers over SSH, the Kamal 2 way."""
+
+    return cli  # type: ignore[return-value]
+
+
+def main(args: Sequence[str] | None = None, standalone: bool = True) -> int:
+    """Run kamalpy. Every error ends as one line on stderr and exit code 1 (no traceback)."""
+    args = list(sys.argv[1:] if args is None else args)
+    run = Run(_prescan_disabled(args))
+    verbose = "-v" in args or "--verbose" in args
+    code = 0
+    try:
+        result = make_cli().main(args, prog_name="kamalpy", standalone_mode=False, obj=run)
+        code = result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        code = 1
+    except click.ClickException as exc:
+        click.echo(f"ERROR: {_one_line(exc.format_message())}", err=True)
+        code = 1
+    except KamalpyError as exc:
+        click.echo(f"ERROR: {_one_line(str(exc))}", err=True)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("ERROR: Interrupted", err=True)
+        code = 130
+    except Exception as exc:  # the promise is "no traceback": show one with -v only
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"ERROR ({type(exc).__name__}): {_one_line(str(exc))}", err=True)
+        code = 1
+    if standalone:
+        sys.exit(code)
+    return code
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split("\n")).strip()

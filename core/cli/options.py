@@ -1,0 +1,83 @@
+"""Kamal's global options, accepted on every command (before or after the command name)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import click
+
+
+@dataclass
+class GlobalOptions:
+    verbose: bool = False
+    quiet: bool = False
+    version: str | None = None
+    primary: bool = False
+    hosts: str | None = None
+    roles: str | None = None
+    config_file: str = "config/deploy.yml"
+    destination: str | None = None
+    skip_hooks: bool = False
+    lock_wait: bool = False
+    lock_wait_timeout: float = 900
+    lock_wait_interval: float = 15
+    disable_plugin: tuple[str, ...] = field(default_factory=tuple)
+
+    def host_filters(self) -> list[str]:
+        return _split(self.hosts)
+
+    def role_filters(self) -> list[str]:
+        return _split(self.roles)
+
+
+def _split(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+OPTION_NAMES = tuple(f.name for f in fields(GlobalOptions))
+
+
+def _store(ctx: click.Context, param: click.Parameter, value: object) -> object:
+    """Record a global option given on the command line in the run's GlobalOptions.
+
+    Options may be given on the root group and on each command; a value given explicitly at any
+    level wins over a default, and the innermost explicit value wins overall.
+    """
+    source = ctx.get_parameter_source(param.name)
+    if source is None or source.name == "DEFAULT":
+        return value
+    options = ctx.find_root().obj.options
+    if param.name == "disable_plugin":
+        value = tuple(options.disable_plugin) + tuple(value)  # type: ignore[arg-type]
+    setattr(options, param.name, value)
+    return value
+
+
+def global_params() -> list[click.Option]:
+    """Fresh Option objects (click options cannot be shared between commands)."""
+
+    def opt(*decls: str, **kwargs: object) -> click.Option:
+        return click.Option(list(decls), expose_value=False, callback=_store, **kwargs)  # type: ignore[arg-type]
+
+    return [
+        opt("-v", "--verbose", is_flag=True, help="Detailed logging."),
+        opt("-q", "--quiet", is_flag=True, help="Minimal logging."),
+        opt("--version", metavar="VERSION", help="Run commands against a specific app version."),
+        opt("-p", "--primary", is_flag=True, help="Run commands only on the primary host instead of all."),
+        opt("-h", "--hosts", metavar="HOSTS",
+            help="Run commands on these hosts instead of all (comma-separated, wildcards allowed)."),
+        opt("-r", "--roles", metavar="ROLES",
+            help="Run commands on these roles instead of all (comma-separated, wildcards allowed)."),
+        opt("-c", "--config-file", "config_file", metavar="PATH",
+            help="Path to config file.  [default: config/deploy.yml]"),
+        opt("-d", "--destination", metavar="DEST",
+            help="Specify destination to be used for config file (staging -> deploy.staging.yml)."),
+        opt("-H", "--skip-hooks", is_flag=True, help="Don't run hooks."),
+        opt("--lock-wait", is_flag=True, help="Wait for the deploy lock instead of failing."),
+        opt("--lock-wait-timeout", type=float, metavar="SECONDS",
+            help="Seconds to wait for the deploy lock.  [default: 900]"),
+        opt("--lock-wait-interval", type=float, metavar="SECONDS",
+            help="Seconds between checks for the deploy lock.  [default: 15]"),
+        opt("--disable-plugin", multiple=True, metavar="NAME",
+            help="Do not load this plugin (repeatable or comma-separated; also KAMALPY_DISABLE_PLUGINS)."),
+    ]

@@ -1,0 +1,1 @@
+"""Configuration: reading (ERB, YAML, destinations), validation (schema, Kamal's checks), object model."""

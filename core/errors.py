@@ -1,0 +1,25 @@
+"""Exceptions that end a command with a one-line message and exit code 1 (never a traceback)."""
+
+from __future__ import annotations
+
+
+class KamalpyError(Exception):
+    """Base class: the CLI prints ``ERROR: <message>`` on stderr and exits 1."""
+
+    exit_code = 1
+
+
+class ConfigurationError(KamalpyError):
+    """Invalid configuration (Kamal: ``Kamal::ConfigurationError``). Messages use Kamal's wording."""
+
+
+class SecretsError(KamalpyError):
+    """A secret could not be resolved or an adapter failed."""
+
+
+class CommandRefused(KamalpyError):
+    """A policy plugin refused the command (see the ``kamalpy_before_command`` hook)."""
+
+
+class PluginError(KamalpyError):
+    """A plugin could not be loaded or broke the plugin contract."""

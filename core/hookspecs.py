@@ -1,0 +1,111 @@
+"""Every hook kamalpy calls. Plugins implement them with ``@kamalpy.plugin.hookimpl``.
+
+Each docstring says when the hook fires, its arguments, what it returns and whether it is
+``firstresult`` (the first non-None answer wins and stops the call). ``docs/hooks.md`` documents
+every hook here; ``tests/test_hookspecs_documented.py`` fails when one is missing.
+
+Override rule (one rule for every hook): pluggy calls the most recently registered plugin first.
+kamalpy registers the built-in plugins first and the entry-point plugins after them, so a
+third-party plugin overrides a built-in one, and among third-party plugins the one whose
+(distribution name, entry-point name) sorts last wins. For registry hooks that return a
+``{name: strategy}`` mapping, the first answer that names a strategy wins, which is the same rule.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover - imports for annotations only
+    import click
+
+    from kamalpy.config.model import Configuration
+    from kamalpy.plugin import CommandContext, ConfigKey
+
+PROJECT_NAME = "kamalpy"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+
+@hookspec
+def kamalpy_config_keys() -> list[ConfigKey]:
+    """Declare top-level configuration keys of a plugin.
+
+    Fires: once per run, when the configuration is first loaded, before validation.
+    Arguments: none.
+    Returns: a list of :class:`kamalpy.plugin.ConfigKey` (name, JSON schema, default). The key is
+    then accepted at the root of ``config/deploy.yml``, validated against its schema and filled with
+    its default when absent. Two plugins declaring the same key, or a key Kamal already has, is an
+    error naming both.
+    Not firstresult: every plugin's keys are collected.
+    """
+
+
+@hookspec
+def kamalpy_validate_config(config: Configuration) -> list[str] | str | None:
+    """Validate the whole configuration after Kamal's own checks passed.
+
+    Fires: once per run, right after the configuration was parsed and passed the schema and
+    Kamal's semantic checks.
+    Arguments: ``config``, the :class:`kamalpy.config.model.Configuration`.
+    Returns: None when fine, else a message or a list of messages; the first message ends the run
+    as a configuration error (``ERROR: <message>``, exit 1). Raising
+    :class:`kamalpy.errors.ConfigurationError` works too.
+    Not firstresult: every plugin validates.
+    """
+
+
+@hookspec
+def kamalpy_secret_adapters() -> dict[str, Any]:
+    """Offer secret adapters by name (``kamalpy secrets fetch --adapter NAME``).
+
+    Fires: when an adapter is looked up by name, or listed.
+    Arguments: none.
+    Returns: ``{name: adapter_class}``; an adapter class is instantiated with no arguments and has
+    ``fetch(secrets: list[str], account: str | None, from_: str | None) -> dict[str, str]`` and a
+    ``requires_account`` attribute (see :class:`kamalpy.plugin.SecretAdapter`). Names are matched
+    lowercased; aliases are just more names pointing to the same class.
+    Not firstresult; when two plugins offer the same name, the override rule above decides.
+    """
+
+
+@hookspec
+def kamalpy_register_commands(cli: click.Group) -> None:
+    """Add CLI commands or command groups.
+
+    Fires: once per run when the CLI needs its command list (any command other than
+    ``kamalpy version``, which loads no plugin so that it starts fast).
+    Arguments: ``cli``, the root :class:`click.Group`. Add with ``cli.add_command(cmd)``; build
+    commands with :func:`kamalpy.plugin.command` / :func:`kamalpy.plugin.group` so that they get
+    every global option and fire the lifecycle hooks.
+    Returns: nothing.
+    Not firstresult. A later plugin adding a command of the same name replaces the earlier one.
+    """
+
+
+@hookspec(firstresult=True)
+def kamalpy_before_command(command: CommandContext) -> str | None:
+    """A command is about to run: a policy plugin may refuse it.
+
+    Fires: before every command's own work (after option parsing; before any configuration is
+    loaded by the command, any lock is taken or any server is contacted). ``kamalpy version``
+    does not fire it.
+    Arguments: ``command``, a :class:`kamalpy.plugin.CommandContext` (command path such as
+    ``("app", "boot")``, the global options, the command's own parameters and a lazily loaded
+    configuration).
+    Returns: None to allow, or a message to refuse: kamalpy prints ``ERROR: <message>`` and exits 1.
+    firstresult: the first refusal wins.
+    """
+
+
+@hookspec
+def kamalpy_after_command(command: CommandContext, error: BaseException | None) -> None:
+    """A command has finished, successfully or not.
+
+    Fires: after every command that fired ``kamalpy_before_command`` and was allowed to run,
+    also when it failed.
+    Arguments: ``command`` as above; ``error``, the exception that ended the command or None.
+    Returns: nothing (an exception raised here is reported but does not hide ``error``).
+    Not firstresult.
+    """

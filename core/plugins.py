@@ -1,0 +1,104 @@
+"""The plugin manager: built-in plugins first, then the ``kamalpy`` entry-point group.
+
+See :mod:`kamalpy.hookspecs` for the override rule. Disable a plugin by name with
+``--disable-plugin NAME`` (repeatable, or a comma list) or ``KAMALPY_DISABLE_PLUGINS=a,b``.
+Built-in plugins are named after their module below ``kamalpy.builtin_plugins``
+(e.g. ``secret_adapters.test``); entry-point plugins by their entry-point name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pluggy
+
+from kamalpy import __version__, hookspecs
+from kamalpy.errors import PluginError
+
+ENTRY_POINT_GROUP = "kamalpy"
+DISABLE_ENV = "KAMALPY_DISABLE_PLUGINS"
+
+BUILTIN_PLUGINS = (
+    "core_commands",
+    "secrets_commands",
+    "secret_adapters.test",
+)
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    distribution: str
+    version: str
+    hooks: tuple[str, ...]
+
+
+def disabled_from_env(environ: os._Environ[str] | dict[str, str] | None = None) -> set[str]:
+    value = (environ if environ is not None else os.environ).get(DISABLE_ENV, "")
+    return split_names([value])
+
+
+def split_names(values: Iterable[str]) -> set[str]:
+    return {name.strip() for value in values for name in value.split(",") if name.strip()}
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager plus where each plugin came from (for ``kamalpy plugins``)."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT_NAME)
+        self.add_hookspecs(hookspecs)
+        self.origins: dict[str, tuple[str, str]] = {}
+
+    def register_named(self, plugin: object, name: str, distribution: str, version: str) -> None:
+        self.register(plugin, name=name)
+        self.origins[name] = (distribution, version)
+
+    def plugin_infos(self) -> list[PluginInfo]:
+        infos = []
+        for name, plugin in self.list_name_plugin():
+            if plugin is None:  # blocked
+                continue
+            hooks = tuple(sorted(caller.name for caller in self.get_hookcallers(plugin) or ()))
+            distribution, version = self.origins.get(name, ("", ""))
+            infos.append(PluginInfo(name, distribution, version, hooks))
+        return infos
+
+
+def build_plugin_manager(disabled: Iterable[str] = (), load_entry_points: bool = True) -> PluginManager:
+    """Register the built-in plugins, then every entry-point plugin, skipping disabled names."""
+    disabled = set(disabled)
+    pm = PluginManager()
+    for name in disabled:
+        pm.set_blocked(name)
+    for name in BUILTIN_PLUGINS:
+        if name in disabled:
+            continue
+        module = importlib.import_module(f"kamalpy.builtin_plugins.{name}")
+        pm.register_named(module, name, "kamalpy", __version__)
+    if load_entry_points:
+        _load_entry_points(pm, disabled)
+    return pm
+
+
+def _load_entry_points(pm: PluginManager, disabled: set[str]) -> None:
+    from importlib.metadata import entry_points
+
+    found = sorted(
+        entry_points(group=ENTRY_POINT_GROUP),
+        key=lambda ep: ((ep.dist.name if ep.dist else ""), ep.name),
+    )
+    for ep in found:
+        if ep.name in disabled:
+            continue
+        if pm.has_plugin(ep.name):
+            dist = ep.dist.name if ep.dist else "?"
+            raise PluginError(f"Plugin name '{ep.name}' from {dist} is already taken by {pm.origins[ep.name][0]}")
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # a broken third-party plugin must not produce a traceback
+            raise PluginError(f"Could not load plugin '{ep.name}' ({ep.value}): {exc}") from exc
+        pm.register_named(plugin, ep.name, ep.dist.name if ep.dist else "", ep.dist.version if ep.dist else "")
