@@ -4,6 +4,9 @@ See :mod:`kamalpy.hookspecs` for the override rule. Disable a plugin by name wit
 ``--disable-plugin NAME`` (repeatable, or a comma list) or ``KAMALPY_DISABLE_PLUGINS=a,b``.
 Built-in plugins are named after their module below ``kamalpy.builtin_plugins``
 (e.g. ``secret_adapters.test``); entry-point plugins by their entry-point name.
+
+``KAMALPY_PLUGINS=module.a,module.b`` registers importable modules as plugins after all others
+(like ``PYTEST_PLUGINS``): a project can use a plugin of its own without packaging it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from kamalpy.errors import PluginError
 
 ENTRY_POINT_GROUP = "kamalpy"
 DISABLE_ENV = "KAMALPY_DISABLE_PLUGINS"
+MODULES_ENV = "KAMALPY_PLUGINS"
 
 BUILTIN_PLUGINS = (
     "core_commands",
@@ -81,6 +85,14 @@ def build_plugin_manager(disabled: Iterable[str] = (), load_entry_points: bool =
         pm.register_named(module, name, "kamalpy", __version__)
     if load_entry_points:
         _load_entry_points(pm, disabled)
+    for module_name in dict.fromkeys(n.strip() for n in os.environ.get(MODULES_ENV, "").split(",")):
+        if not module_name or module_name in disabled:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise PluginError(f"Could not load plugin '{module_name}' from {MODULES_ENV}: {exc}") from exc
+        pm.register_named(module, module_name, MODULES_ENV, "")
     return pm
 
 

@@ -1,0 +1,50 @@
+"""Helpers shared by tests: run kamalpy as a subprocess and write small projects."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+KAMALPY = shutil.which("kamalpy", path=os.path.dirname(sys.executable)) or shutil.which("kamalpy")
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+def run_kamalpy(*args: str, cwd: Path | str | None = None, env: dict | None = None) -> Result:
+    """Run the installed ``kamalpy`` console script as a subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([KAMALPY, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=120)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def write_project(root: Path, deploy_yml: str, secrets: str | None = None, files: dict[str, str] | None = None) -> Path:
+    (root / "config").mkdir(parents=True, exist_ok=True)
+    (root / "config" / "deploy.yml").write_text(deploy_yml)
+    if secrets is not None:
+        (root / ".kamal").mkdir(exist_ok=True)
+        (root / ".kamal" / "secrets").write_text(secrets)
+    for name, text in (files or {}).items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+MINIMAL = """\
+service: app
+image: dhh/app
+servers:
+  - 1.1.1.1
+registry:
+  username: dhh
+  password: secret
+builder:
+  arch: amd64
+"""
