@@ -1,4 +1,4 @@
-"""Built-in plugin: ``config``, ``plugins``, ``docs`` and ``init``."""
+"""Built-in plugin: ``config`` and ``plugins``."""
 
 from __future__ import annotations
 
@@ -14,9 +14,12 @@ from kamalpy.plugin import hookimpl
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
 def config_command(as_json: bool) -> None:
     """Show the combined config (including secrets, redacted)."""
-    data = current_run().config.to_h()
+    run = current_run()
+    # Kamal's config prints the whole configuration, but still rejects -h/-r filters that match nothing.
+    run.config.specifics(run.options.hosts, run.options.roles, run.options.primary)
+    data = run.config.to_h()
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(data, indent=2, default=str))  # YAML dates (raw accessory values) as text
     else:
         import yaml
 

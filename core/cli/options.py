@@ -23,16 +23,6 @@ class GlobalOptions:
     lock_wait_interval: float = 15
     disable_plugin: tuple[str, ...] = field(default_factory=tuple)
 
-    def host_filters(self) -> list[str]:
-        return _split(self.hosts)
-
-    def role_filters(self) -> list[str]:
-        return _split(self.roles)
-
-
-def _split(value: str | None) -> list[str]:
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
-
 
 OPTION_NAMES = tuple(f.name for f in fields(GlobalOptions))
 

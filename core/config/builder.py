@@ -1,0 +1,191 @@
+"""The ``builder:`` section: architectures, local/remote choice, buildpacks, cache and build inputs (pure facts).
+
+Facts that need the machine (the local Docker architecture, whether the project is a git repository) are
+passed in by the caller, so this module never runs anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kamalpy.config.args import is_present
+from kamalpy.errors import ConfigurationError
+
+CONTEXT = "builder"
+CACHE_TYPES = ("gha", "registry")
+DEFAULT_DRIVER = "docker-container"
+DEFAULT_DOCKERFILE = "Dockerfile"
+
+
+def validate_builder(raw: Any) -> None:
+    raw = raw if isinstance(raw, Mapping) else {}
+    cache = raw.get("cache")
+    if isinstance(cache, Mapping) and cache.get("type") and cache["type"] not in CACHE_TYPES:
+        raise ConfigurationError(f"{CONTEXT}: Invalid cache type: {cache['type']}")
+    if not is_present(raw.get("arch")):
+        raise ConfigurationError(f"{CONTEXT}: Builder arch not set")
+    if raw.get("pack") and isinstance(raw.get("arch"), list) and len(raw["arch"]) > 1:
+        raise ConfigurationError(f"{CONTEXT}: buildpacks only support building for one arch")
+    if raw.get("local") is False and not is_present(raw.get("remote")):
+        raise ConfigurationError(f"{CONTEXT}: Cannot disable local builds, no remote is set")
+
+
+class Builder:
+    def __init__(self, raw: Mapping[str, Any] | None, *, service: str, image: str | None,
+                 registry_server: str | None) -> None:
+        self.raw: dict[str, Any] = dict(raw or {})
+        self.service = service
+        self.image = image
+        self.registry_server = registry_server
+
+    def to_h(self) -> dict[str, Any]:
+        """What ``kamal config`` shows: the section as written."""
+        return dict(self.raw)
+
+    @property
+    def arches(self) -> list[str]:
+        arch = self.raw.get("arch")
+        return [str(a) for a in arch] if isinstance(arch, list) else [str(arch)] if arch else []
+
+    @property
+    def platform(self) -> str:
+        """``--platform`` value, e.g. ``linux/amd64,linux/arm64``."""
+        return ",".join(f"linux/{arch}" for arch in self.arches)
+
+    @property
+    def remote(self) -> str | None:
+        return self.raw.get("remote") or None
+
+    @property
+    def local_disabled(self) -> bool:
+        return self.raw.get("local") is False
+
+    def local_arches(self, docker_arch: str | None) -> list[str]:
+        """Arches built on this machine, given its Docker architecture (``amd64``/``arm64``)."""
+        if self.local_disabled:
+            return []
+        if self.remote:
+            return [arch for arch in self.arches if arch == docker_arch]
+        return self.arches
+
+    def remote_arches(self, docker_arch: str | None) -> list[str]:
+        if not self.remote:
+            return []
+        local = self.local_arches(docker_arch)
+        return [arch for arch in self.arches if arch not in local]
+
+    def uses_remote(self, docker_arch: str | None) -> bool:
+        return bool(self.remote_arches(docker_arch))
+
+    def uses_local(self, docker_arch: str | None) -> bool:
+        return not self.local_disabled and (not self.arches or bool(self.local_arches(docker_arch)))
+
+    @property
+    def remote_is_ssh(self) -> bool:
+        return bool(self.remote) and str(self.remote).startswith("ssh://")
+
+    @property
+    def pack(self) -> dict[str, Any] | None:
+        pack = self.raw.get("pack")
+        return dict(pack) if isinstance(pack, Mapping) else None
+
+    @property
+    def pack_builder(self) -> str | None:
+        return (self.pack or {}).get("builder")
+
+    @property
+    def pack_buildpacks(self) -> list[str]:
+        return list((self.pack or {}).get("buildpacks") or [])
+
+    @property
+    def driver(self) -> str:
+        return str(self.raw.get("driver", DEFAULT_DRIVER))
+
+    @property
+    def docker_driver(self) -> bool:
+        return self.driver == "docker"
+
+    @property
+    def cloud_driver(self) -> bool:
+        """Docker Build Cloud (``driver: cloud org/name``)."""
+        return self.driver.startswith("cloud")
+
+    @property
+    def cloud_endpoint(self) -> str | None:
+        return self.driver.split(" ", 1)[1].strip() if self.cloud_driver and " " in self.driver else None
+
+    @property
+    def cached(self) -> bool:
+        return bool(self.raw.get("cache"))
+
+    @property
+    def cache(self) -> dict[str, Any]:
+        return dict(self.raw.get("cache") or {})
+
+    @property
+    def cache_image(self) -> str:
+        return self.cache.get("image") or f"{self.image}-build-cache"
+
+    @property
+    def cache_image_ref(self) -> str:
+        return "/".join(p for p in (self.registry_server, self.cache_image) if p)
+
+    @property
+    def cache_from(self) -> str | None:
+        kind = self.cache.get("type")
+        if kind == "gha":
+            return "type=gha"
+        if kind == "registry":
+            return f"type=registry,ref={self.cache_image_ref}"
+        return None
+
+    @property
+    def cache_to(self) -> str | None:
+        kind, options = self.cache.get("type"), self.cache.get("options")
+        if kind == "gha":
+            return ",".join(p for p in ("type=gha", options) if p)
+        if kind == "registry":
+            return ",".join(p for p in ("type=registry", options, f"ref={self.cache_image_ref}") if p)
+        return None
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return dict(self.raw.get("args") or {})
+
+    @property
+    def secrets(self) -> list[str]:
+        return [str(s) for s in self.raw.get("secrets") or []]
+
+    @property
+    def dockerfile(self) -> str:
+        return str(self.raw.get("dockerfile") or DEFAULT_DOCKERFILE)
+
+    @property
+    def target(self) -> str | None:
+        return self.raw.get("target")
+
+    @property
+    def context_setting(self) -> str | None:
+        """``builder.context`` as written: None means a git-clone build when in a git repository."""
+        context = self.raw.get("context")
+        return None if context is None else str(context)
+
+    @property
+    def context(self) -> str:
+        return self.context_setting or "."
+
+    def git_clone(self, git_used: bool) -> bool:
+        return git_used and self.context_setting is None
+
+    @property
+    def ssh(self) -> str | None:
+        return self.raw.get("ssh")
+
+    @property
+    def provenance(self) -> Any:
+        return self.raw.get("provenance")
+
+    @property
+    def sbom(self) -> Any:
+        return self.raw.get("sbom")

@@ -1,0 +1,83 @@
+"""Environment variables of roles, accessories and host tags: clear values and secret names.
+
+Two forms: a plain ``{KEY: value}`` mapping (all clear), or ``clear`` / ``secret`` / ``tags`` (tags only
+in the root env). A secret entry ``NAME:SECRET`` sets ``NAME`` from the secret ``SECRET``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kamalpy.config.args import argumentize
+from kamalpy.errors import ConfigurationError
+
+SPECIAL_KEYS = ("clear", "secret", "tags")
+ROOT_CONTEXT = "env"
+
+SecretLookup = Callable[[str], str]
+
+
+def unknown_keys_message(keys: list[str]) -> str:
+    return f"unknown key{'s' if len(keys) > 1 else ''}: {', '.join(str(k) for k in keys)}"
+
+
+def validate_env(raw: Any, context: str) -> None:
+    """Kamal's env rules beyond plain types (those are the schema's)."""
+    if not isinstance(raw, Mapping):
+        return
+    if not any(key in raw for key in SPECIAL_KEYS):
+        return
+    unknown = [key for key in raw if key not in SPECIAL_KEYS]
+    if unknown:
+        raise ConfigurationError(f"{context}: {unknown_keys_message(unknown)}")
+    if "tags" not in raw:
+        return
+    if context != ROOT_CONTEXT:
+        raise ConfigurationError(f"{context}: tags are only allowed in the root env")
+    tags = raw["tags"]
+    if isinstance(tags, Mapping):
+        for tag, tag_env in tags.items():
+            validate_env(tag_env, f"{context}/tags/{tag}")
+
+
+class Env:
+    """Clear values and secret names of one env block (or of several merged)."""
+
+    def __init__(self, raw: Mapping[str, Any] | None, lookup: SecretLookup | None = None) -> None:
+        raw = raw or {}
+        complex_form = any(key in raw for key in SPECIAL_KEYS)
+        self.clear: dict[str, Any] = dict(raw.get("clear") or {}) if complex_form else dict(raw)
+        self.secret_keys: list[str] = [str(k) for k in raw.get("secret") or []] if complex_form else []
+        self._lookup = lookup
+
+    @classmethod
+    def of(cls, clear: Mapping[str, Any], secret_keys: list[str], lookup: SecretLookup | None) -> Env:
+        return cls({"clear": dict(clear), "secret": list(secret_keys)}, lookup)
+
+    def merge(self, other: Env) -> Env:
+        """Clear values of ``other`` win; secret names are unioned in order."""
+        keys = self.secret_keys + [k for k in other.secret_keys if k not in self.secret_keys]
+        return Env.of({**self.clear, **other.clear}, keys, self._lookup or other._lookup)
+
+    @property
+    def secret_names(self) -> dict[str, str]:
+        """``{env var: secret name}`` (``DB_PASSWORD:MAIN_DB_PASSWORD`` aliases a secret)."""
+        names: dict[str, str] = {}
+        for key in self.secret_keys:
+            name, _, aliased = key.partition(":")
+            names[name] = aliased or name
+        return names
+
+    def secrets(self) -> dict[str, str]:
+        """Secret env values, looked up now (raises when a secret is missing)."""
+        if self._lookup is None:
+            raise ConfigurationError("No secrets available to resolve the env")
+        return {name: self._lookup(secret) for name, secret in self.secret_names.items()}
+
+    def clear_args(self) -> list[str]:
+        return argumentize("--env", self.clear)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, secrets resolved (for rendering accessory files)."""
+        return {**{k: v for k, v in self.clear.items()}, **self.secrets()}
