@@ -27,8 +27,10 @@ MODULES_ENV = "KAMALPY_PLUGINS"
 
 BUILTIN_PLUGINS = (
     "core_commands",
+    "docs_init",
     "secrets_commands",
     "secret_adapters.test",
+    "sandbox",
 )
 
 

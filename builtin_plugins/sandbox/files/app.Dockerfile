@@ -1,0 +1,8 @@
+# The sandbox's example web app (built by `kamalpy sandbox up` with the legacy builder).
+ARG BASE
+FROM ${BASE}
+ARG VERSION=v1
+ENV APP_VERSION=${VERSION} PORT=80
+COPY app-start.sh /usr/local/bin/app-start
+EXPOSE 80
+CMD ["/bin/sh", "/usr/local/bin/app-start"]

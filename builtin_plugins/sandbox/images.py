@@ -1,0 +1,189 @@
+"""Base images made locally (nothing can be pulled from the internet here) and pushed to the registry.
+
+- ``busybox``: busybox-static plus its applet links, by ``docker import`` of a tar made here;
+- ``sandbox-app:v1`` / ``:v2``: an example web app built FROM it with the legacy builder (no buildx):
+  busybox httpd answering ``/up`` (``ok``) and ``/version`` (the tag); its shell traps SIGTERM, because
+  busybox httpd as PID 1 ignores it and ``docker stop`` would wait for the full timeout;
+- ``caddy``: Debian's caddy binary and the libraries ``ldd`` lists, by ``docker import``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from kamalpy.builtin_plugins.sandbox import system
+from kamalpy.builtin_plugins.sandbox.state import SandboxError, Spec
+
+APP_VERSIONS = ("v1", "v2")
+CADDY_CONFIG = '{"admin": {"listen": "0.0.0.0:2019"}}\n'  # admin API on every interface: no Host checks
+
+
+def names(spec: Spec, caddy_version: str) -> dict[str, str]:
+    reg = spec.registry
+    return {
+        "busybox": f"{reg}/busybox:latest",
+        "app": f"{reg}/sandbox-app:v1",
+        "app_v2": f"{reg}/sandbox-app:v2",
+        "caddy": f"{reg}/caddy:{caddy_version}",
+    }
+
+
+def caddy_version() -> str:
+    proc = system.run(["caddy", "version"], check=False)
+    match = re.search(r"v?(\d+\.\d+\.\d+)", proc.stdout)
+    return match.group(1) if match else "latest"
+
+
+def _libraries(binary: str) -> list[str]:
+    """Absolute paths of the shared libraries ``ldd`` lists for ``binary`` (none for a static one)."""
+    proc = system.run(["ldd", binary], check=False)
+    return re.findall(r"(/\S+) \(0x", proc.stdout)
+
+
+class _Rootfs:
+    """A tar stream of a tiny root filesystem."""
+
+    def __init__(self, fileobj: io.BufferedIOBase) -> None:
+        self.tar = tarfile.open(fileobj=fileobj, mode="w|")
+        self.dirs: set[str] = set()
+
+    def dir(self, path: str, mode: int = 0o755) -> None:
+        path = path.strip("/")
+        parent = os.path.dirname(path)
+        if parent and parent not in self.dirs:
+            self.dir(parent)
+        if path in self.dirs:
+            return
+        self.dirs.add(path)
+        info = tarfile.TarInfo(path)
+        info.type, info.mode = tarfile.DIRTYPE, mode
+        self.tar.addfile(info)
+
+    def file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        self.dir(os.path.dirname(path.strip("/")))
+        info = tarfile.TarInfo(path.strip("/"))
+        info.size, info.mode = len(data), mode
+        self.tar.addfile(info, io.BytesIO(data))
+
+    def copy(self, host_path: str, path: str | None = None) -> None:
+        """A host file (symlinks followed) at ``path`` (default: the same path)."""
+        real = os.path.realpath(host_path)
+        target = (path or host_path).strip("/")
+        self.dir(os.path.dirname(target))
+        info = self.tar.gettarinfo(real, arcname=target)
+        with open(real, "rb") as f:
+            self.tar.addfile(info, f)
+
+    def binary(self, host_path: str, path: str | None = None) -> None:
+        self.copy(host_path, path)
+        for lib in _libraries(host_path):
+            if lib.strip("/") not in self.dirs:
+                self.copy(lib)
+
+    def symlink(self, path: str, target: str) -> None:
+        self.dir(os.path.dirname(path.strip("/")))
+        info = tarfile.TarInfo(path.strip("/"))
+        info.type, info.linkname = tarfile.SYMTYPE, target
+        self.tar.addfile(info)
+
+    def base(self) -> None:
+        for path in ("etc", "proc", "sys", "dev", "var", "usr/bin", "usr/sbin", "bin", "sbin"):
+            self.dir(path)
+        self.dir("tmp", 0o1777)
+        self.dir("root", 0o700)
+        self.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+        self.file("etc/group", b"root:x:0:\nnogroup:x:65534:\n")
+
+    def close(self) -> None:
+        self.tar.close()
+
+
+def _import(env: dict[str, str], tag: str, changes: list[str], fill) -> None:
+    """``docker import`` a rootfs streamed from ``fill(rootfs)``."""
+    cmd = ["docker", "import", *(arg for change in changes for arg in ("-c", change)), "-", tag]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdin is not None
+    try:
+        rootfs = _Rootfs(proc.stdin)
+        fill(rootfs)
+        rootfs.close()
+        proc.stdin.flush()
+    except BrokenPipeError:
+        pass
+    out, err = proc.communicate(timeout=120)
+    if proc.returncode != 0:
+        raise SandboxError(f"docker import {tag} failed: {err.decode().strip().splitlines()[-1:]}")
+
+
+def _busybox(rootfs: _Rootfs) -> None:
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    rootfs.base()
+    rootfs.binary(busybox, "/bin/busybox")
+    applets = system.run([busybox, "--list-full"]).stdout.split()
+    for applet in applets:
+        if applet.strip("/") != "bin/busybox":
+            rootfs.symlink(applet, "/bin/busybox")
+    rootfs.dir("var/www")
+
+
+def _caddy(rootfs: _Rootfs) -> None:
+    rootfs.base()
+    rootfs.binary(shutil.which("caddy") or "/usr/bin/caddy", "/usr/bin/caddy")
+    rootfs.file("etc/caddy/caddy.json", CADDY_CONFIG.encode())
+    for path in ("config", "data", "srv"):
+        rootfs.dir(path)
+    if os.path.isdir("/etc/ssl/certs") and os.path.exists("/etc/ssl/certs/ca-certificates.crt"):
+        rootfs.copy("/etc/ssl/certs/ca-certificates.crt")
+
+
+def _build_app(env: dict[str, str], base: str, tag: str, version: str) -> None:
+    package = resources.files("kamalpy.builtin_plugins.sandbox")
+    with tempfile.TemporaryDirectory(prefix="kamalpy-sandbox-app-") as context:
+        Path(context, "Dockerfile").write_text(package.joinpath("files/app.Dockerfile").read_text())
+        Path(context, "app-start.sh").write_text(package.joinpath("files/app-start.sh").read_text())
+        system.run(["docker", "build", "-q", "--build-arg", f"BASE={base}", "--build-arg", f"VERSION={version}",
+                    "-t", tag, context], env=env, timeout=300)
+
+
+def build_and_push(env: dict[str, str], images: dict[str, str], auth: tuple[str, str] | None) -> None:
+    """Make every image with the docker CLI env ``env`` (host or a server's dockerd) and push it."""
+    if auth:
+        system.run(["docker", "login", images["busybox"].split("/")[0], "-u", auth[0], "--password-stdin"],
+                   input=auth[1], env=env)
+    def push(*tags: str) -> None:
+        system.parallel(lambda tag: system.run(["docker", "push", "-q", tag], env=env, timeout=300), tags)
+
+    def small_images() -> None:
+        _import(env, images["busybox"], ['CMD ["sh"]'], _busybox)
+        system.parallel(lambda job: job(), [
+            lambda: push(images["busybox"]),
+            lambda: _build_app(env, images["busybox"], images["app"], APP_VERSIONS[0]),
+            lambda: _build_app(env, images["busybox"], images["app_v2"], APP_VERSIONS[1]),
+        ])
+        push(images["app"], images["app_v2"])
+
+    def caddy() -> None:  # the big one (40 MB, its push compresses it): runs beside the others
+        _import(env, images["caddy"], [
+            "ENV XDG_CONFIG_HOME=/config XDG_DATA_HOME=/data HOME=/data",
+            "EXPOSE 80 443 2019",
+            'CMD ["/usr/bin/caddy", "run", "--config", "/etc/caddy/caddy.json"]',
+        ], _caddy)
+        push(images["caddy"])
+
+    system.parallel(lambda job: job(), [caddy, small_images])
+
+
+def remove_local(env: dict[str, str], registry: str) -> None:
+    """Remove from a dockerd every image tagged for the sandbox registry."""
+    proc = system.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"], env=env, check=False)
+    tags = [tag for tag in proc.stdout.split() if tag.startswith(registry + "/")]
+    if tags:
+        system.run(["docker", "image", "rm", "-f", *tags], env=env, check=False)
