@@ -23,3 +23,7 @@ class CommandRefused(KamalpyError):
 
 class PluginError(KamalpyError):
     """A plugin could not be loaded or broke the plugin contract."""
+
+
+class HookError(KamalpyError):
+    """A Kamal hook (``.kamal/hooks/NAME``) failed: ``Hook `NAME` failed: ...``."""

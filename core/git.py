@@ -32,3 +32,13 @@ def uncommitted_changes(cwd: str | Path | None = None) -> str:
 def root(cwd: str | Path | None = None) -> str | None:
     result = _git("rev-parse", "--show-toplevel", cwd=cwd)
     return result.stdout.strip() if result.returncode == 0 else None
+
+
+
+def config_value(key: str) -> str | None:
+    """``git config KEY`` (user.name names the lock holder, user.email the audit performer)."""
+    try:
+        value = _git("config", key).stdout.strip()
+    except FileNotFoundError:
+        return None
+    return value or None

@@ -10,7 +10,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import click
 
     from kamalpy.config.model import Configuration
-    from kamalpy.plugin import CommandContext, ConfigKey
+    from kamalpy.plugin import CommandContext, ConfigKey, HookContext
     from kamalpy.plugins import PluginManager
 
 
@@ -43,16 +43,30 @@ class Hooks:
 
     def secret_adapters(self) -> dict[str, Any]:
         """``{name: adapter class}``; the most recently registered plugin wins a name."""
-        adapters: dict[str, Any] = {}
-        for answer in self.pm.hook.kamalpy_secret_adapters():  # most recent plugin first
-            for name, adapter in (answer or {}).items():
-                adapters.setdefault(name.lower(), adapter)
-        return adapters
+        return self._registry(self.pm.hook.kamalpy_secret_adapters(), lower=True)
+
+    @staticmethod
+    def _registry(answers: list[dict[str, Any]], lower: bool = False) -> dict[str, Any]:
+        """Merge ``{name: strategy}`` answers; pluggy lists the most recent plugin first, and it wins."""
+        merged: dict[str, Any] = {}
+        for answer in answers:
+            for name, strategy in (answer or {}).items():
+                merged.setdefault(name.lower() if lower else name, strategy)
+        return merged
+
+    def transports(self) -> dict[str, Any]:
+        """``{name: transport class}``; the most recently registered plugin wins a name."""
+        return self._registry(self.pm.hook.kamalpy_transports())
 
     def register_commands(self, cli: click.Group) -> None:
         # Oldest plugin first, so that a later plugin's command of the same name replaces it.
         for impl in self.pm.hook.kamalpy_register_commands.get_hookimpls():
             impl.function(cli=cli)
+
+    def kamal_hook(self, hook: HookContext) -> None:
+        # Oldest plugin first, so the built-in hook runner (registered early) runs the hook file first.
+        for impl in self.pm.hook.kamalpy_kamal_hook.get_hookimpls():
+            impl.function(hook=hook)
 
     def before_command(self, command: CommandContext) -> str | None:
         return self.pm.hook.kamalpy_before_command(command=command)

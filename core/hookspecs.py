@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover - imports for annotations only
     import click
 
     from kamalpy.config.model import Configuration
-    from kamalpy.plugin import CommandContext, ConfigKey
+    from kamalpy.plugin import CommandContext, ConfigKey, HookContext
 
 PROJECT_NAME = "kamalpy"
 
@@ -71,6 +71,19 @@ def kamalpy_secret_adapters() -> dict[str, Any]:
 
 
 @hookspec
+def kamalpy_transports() -> dict[str, Any]:
+    """Offer transports (how kamalpy reaches servers) by name.
+
+    Fires: once per run, when the first command that talks to servers needs a connection.
+    Arguments: none.
+    Returns: ``{name: transport_class}``; the class is instantiated with no arguments and implements
+    :class:`kamalpy.transport.Transport` (``connect(host, settings) -> Connection``). The built-in
+    ``paramiko`` transport is the default; ``KAMALPY_TRANSPORT=NAME`` selects another.
+    Not firstresult; when two plugins offer the same name, the override rule above decides.
+    """
+
+
+@hookspec
 def kamalpy_register_commands(cli: click.Group) -> None:
     """Add CLI commands or command groups.
 
@@ -81,6 +94,21 @@ def kamalpy_register_commands(cli: click.Group) -> None:
     every global option and fire the lifecycle hooks.
     Returns: nothing.
     Not firstresult. A later plugin adding a command of the same name replaces the earlier one.
+    """
+
+
+@hookspec
+def kamalpy_kamal_hook(hook: HookContext) -> None:
+    """One of Kamal's hook moments: pre-connect, pre-build, pre-deploy, post-deploy, pre/post-app-boot,
+    pre/post-proxy-reboot, docker-setup.
+
+    Fires: exactly where Kamal runs ``.kamal/hooks/<name>`` (also under ``-H``: the built-in
+    ``hook_runner`` plugin is what honours ``--skip-hooks`` and runs the hook file).
+    Arguments: ``hook``, a :class:`kamalpy.plugin.HookContext` with ``name``, ``commander`` and ``env``
+    (Kamal's ``KAMAL_*`` variables, plus every secret for pre-connect, pre-deploy and post-deploy).
+    Returns: nothing. Raise :class:`kamalpy.errors.HookError` to stop the command, as a failing hook
+    file does.
+    Not firstresult: every plugin sees every moment, the hook runner first.
     """
 
 

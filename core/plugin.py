@@ -9,6 +9,7 @@ A plugin is a module (or object) with ``@hookimpl`` functions named after the ho
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -59,6 +60,22 @@ class CommandContext:
         if self._config_loader is None:
             raise RuntimeError("this command has no configuration")
         return self._config_loader()
+
+
+@dataclass
+class HookContext:
+    """A Kamal hook moment (``pre-connect``, ``pre-deploy``, ``docker-setup``, ...)."""
+
+    name: str
+    """The Kamal hook name."""
+    commander: Any
+    """The run's :class:`kamalpy.commander.Commander` (config, hosts, output, executor)."""
+    env_factory: Callable[[], dict[str, str]] = field(default=dict, repr=False)
+
+    @functools.cached_property
+    def env(self) -> dict[str, str]:
+        """Kamal's ``KAMAL_*`` variables for this moment (plus secrets where Kamal passes them)."""
+        return self.env_factory()
 
 
 class SecretAdapter:

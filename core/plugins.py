@@ -26,11 +26,17 @@ DISABLE_ENV = "KAMALPY_DISABLE_PLUGINS"
 MODULES_ENV = "KAMALPY_PLUGINS"
 
 BUILTIN_PLUGINS = (
+    "hook_runner",
     "core_commands",
     "docs_init",
     "secrets_commands",
+    "server_commands",
+    "lock_commands",
+    "registry_commands",
+    "prune_commands",
     "secret_adapters.test",
     "sandbox",
+    "transport_paramiko",
 )
 
 

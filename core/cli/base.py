@@ -11,6 +11,7 @@ from kamalpy.cli.options import GlobalOptions, global_params
 from kamalpy.errors import CommandRefused
 
 if TYPE_CHECKING:  # pragma: no cover
+    from kamalpy.commander import Commander
     from kamalpy.config.model import Configuration
     from kamalpy.hooks import Hooks
 
@@ -26,6 +27,8 @@ class Run:
         self.load_entry_points = load_entry_points
         self._hooks: Hooks | None = None
         self._config: Configuration | None = None
+        self._commander: Commander | None = None
+        self.command_path: tuple[str, ...] = ()
 
     @property
     def hooks(self) -> Hooks:
@@ -44,6 +47,21 @@ class Run:
 
             self._config = load_configuration(self.options, self.hooks)
         return self._config
+
+
+    @property
+    def commander(self) -> Commander:
+        """Hosts, output and connections for commands that talk to servers."""
+        if self._commander is None:
+            from kamalpy.commander import Commander
+
+            self._commander = Commander(self)
+        return self._commander
+
+    def close(self) -> None:
+        """Close every connection this run opened."""
+        if self._commander is not None:
+            self._commander.close()
 
 
 def current_run() -> Run:
@@ -66,6 +84,7 @@ class KamalpyCommand(click.Command):
 
         run: Run = ctx.find_root().obj
         path = tuple(ctx.command_path.split()[1:])
+        run.command_path = path
         command = CommandContext(path=path, options=run.options, params=dict(ctx.params),
                                  _config_loader=lambda: run.config)
         refusal = run.hooks.before_command(command)

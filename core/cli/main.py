@@ -165,6 +165,8 @@ def main(args: Sequence[str] | None = None, standalone: bool = True) -> int:
             traceback.print_exc()
         click.echo(f"ERROR ({type(exc).__name__}): {_one_line(str(exc))}", err=True)
         code = 1
+    finally:
+        run.close()
     if standalone:
         sys.exit(code)
     return code

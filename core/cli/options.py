@@ -22,6 +22,7 @@ class GlobalOptions:
     lock_wait_timeout: float = 900
     lock_wait_interval: float = 15
     disable_plugin: tuple[str, ...] = field(default_factory=tuple)
+    dry_run: bool = False
 
 
 OPTION_NAMES = tuple(f.name for f in fields(GlobalOptions))
@@ -68,6 +69,8 @@ def global_params() -> list[click.Option]:
             help="Seconds to wait for the deploy lock.  [default: 900]"),
         opt("--lock-wait-interval", type=float, metavar="SECONDS",
             help="Seconds between checks for the deploy lock.  [default: 15]"),
+        opt("--dry-run", is_flag=True,
+            help="Print each command as HOST<TAB>COMMAND instead of running it; connect to nothing."),
         opt("--disable-plugin", multiple=True, metavar="NAME",
             help="Do not load this plugin (repeatable or comma-separated; also KAMALPY_DISABLE_PLUGINS)."),
     ]

@@ -1,0 +1,92 @@
+"""Built-in plugin: ``server exec``, ``server bootstrap`` and ``audit``."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from kamalpy.cli.base import command, current_run, group
+from kamalpy.commands import auditor
+from kamalpy.commands import docker as docker_commands
+from kamalpy.commands import server as server_commands
+from kamalpy.commands.ssh import run_over_ssh
+from kamalpy.errors import KamalpyError
+from kamalpy.execution import Session
+from kamalpy.plugin import hookimpl
+
+
+@group("server")
+def server_group() -> None:
+    """Bootstrap servers with Docker and run commands on them."""
+
+
+@server_group.command("exec", context_settings={"ignore_unknown_options": True})
+@click.option("-i", "--interactive", is_flag=True, help="Run the command interactively (primary host only).")
+@click.argument("cmd", nargs=-1, required=True)
+def server_exec(interactive: bool, cmd: tuple[str, ...]) -> None:
+    """Run a custom command on the servers."""
+    commander = current_run().commander
+    line = " ".join(cmd)
+    if interactive:
+        host = commander.primary_host
+        commander.output.say(f"Running '{line}' on {host} interactively...")
+        ssh = run_over_ssh(commander.config, line, host)
+        if commander.dry_run:
+            commander.output.dry_run("local", ssh)
+            return
+        commander.pre_connect()
+        os.execvp("sh", ["sh", "-c", ssh])  # hand the terminal over to the system ssh, as Kamal does
+    hosts = commander.hosts
+    commander.output.say(f"Running '{line}' on {', '.join(hosts)}...")
+
+    def work(session: Session) -> None:
+        session.execute(_record(commander, f"Executed cmd '{line}' on {session.host}"), quiet=True)
+        commander.output.by_host(session.host, session.capture([line]))
+
+    commander.on(hosts, work)
+
+
+@server_group.command("bootstrap")
+def server_bootstrap() -> None:
+    """Set up Docker to run Kamal apps (and the run directory)."""
+    commander = current_run().commander
+    missing: list[str] = []
+
+    def work(session: Session) -> None:
+        if not session.test(docker_commands.installed()):
+            if session.test(docker_commands.superuser()):
+                commander.output.info(f"Missing Docker on {session.host}. Installing...")
+                session.execute(docker_commands.install())
+            else:
+                missing.append(session.host)
+                return
+        session.execute(server_commands.ensure_run_directory())
+
+    with commander.lock.hold():
+        hosts = commander.hosts
+        commander.on(hosts, work)
+        if missing:
+            raise KamalpyError(
+                f"Docker is not installed on {', '.join(missing)} and can't be automatically installed without "
+                "having root access and either `curl` or `wget` installed. Install Docker manually: "
+                "https://docs.docker.com/engine/install/")
+        commander.run_hook("docker-setup")
+
+
+@command("audit")
+def audit_command() -> None:
+    """Show the audit log of each host."""
+    commander = current_run().commander
+    commander.on(commander.hosts,
+                 lambda s: commander.output.by_host(s.host, s.capture(auditor.reveal(commander.config))))
+
+
+def _record(commander, line: str) -> list[str]:
+    return auditor.record(commander.config, line, performer=commander.performer)
+
+
+@hookimpl
+def kamalpy_register_commands(cli: click.Group) -> None:
+    cli.add_command(server_group)
+    cli.add_command(audit_command)

@@ -1,0 +1,210 @@
+"""Running commands on many hosts: one pooled connection per host, hosts in parallel, errors gathered.
+
+Kamal's model (SSHKit's parallel runner): a thread per host, connections kept for the run,
+at most ``sshkit.max_concurrent_starts`` handshakes at once, DNS failures retried with back-off.
+Failures of several hosts are reported together, each naming its host.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from kamalpy.errors import KamalpyError
+from kamalpy.output import Output
+from kamalpy.transport import CommandFailed, CommandResult, Connection, SshSettings, Transport, TransportError
+
+T = TypeVar("T")
+
+_DNS_ERRORS = ("getaddrinfo", "Temporary failure in name resolution", "Name or service not known",
+               "nodename nor servname provided", "No address associated", "failed to look up", "resolve")
+
+
+class HostErrors(KamalpyError):
+    """Errors on one or more hosts, each line naming its host."""
+
+    def __init__(self, errors: dict[str, BaseException]) -> None:
+        self.errors = errors
+        lines = [str(err) if str(err).startswith(f"{host}") else f"{host}: {err}" for host, err in errors.items()]
+        if len(lines) == 1:
+            message = lines[0]
+        else:
+            message = f"Exceptions on {len(lines)} hosts: " + "; ".join(lines)
+        super().__init__(message)
+
+
+Cmd = str | Sequence[str]
+
+
+def _rendered(command: Cmd, env: Mapping[str, object] | None) -> tuple[str, str]:
+    """(what runs, what logs show): a Kamal command array is rendered as SSHKit does, secrets redacted."""
+    if isinstance(command, str):
+        return command, command
+    from kamalpy.commands.base import render
+
+    return render(command, env), render(command, env, redact=True)
+
+
+class Session:
+    """Commands on one host, through its pooled connection (or printed, in a dry run)."""
+
+    def __init__(self, executor: Executor, host: str) -> None:
+        self.executor = executor
+        self.host = host
+
+    def execute(self, command: Cmd, *, env: Mapping[str, object] | None = None, stdin: bytes | None = None,
+                raise_on_non_zero: bool = True, timeout: float | None = None, quiet: bool = False,
+                dry_run_output: str = "") -> CommandResult:
+        """Run ``command`` (a string, or a Kamal command array rendered the SSHKit way).
+
+        ``quiet`` keeps the command out of normal output (Kamal's ``verbosity: :debug``).
+        """
+        ex = self.executor
+        command, display = _rendered(command, env)
+        if ex.dry_run:
+            ex.output.dry_run(self.host, display)
+            return CommandResult(self.host, command, 0, dry_run_output, "")
+        tag = ex.output.start(self.host, display, debug=quiet)
+        started = time.monotonic()
+        def show(stream: str, text: str) -> None:
+            ex.output.remote_output(self.host, tag, text)
+
+        result = self._run(command, stdin, timeout or ex.command_timeout, show if ex.output.verbose else None)
+        ex.output.finish(self.host, tag, time.monotonic() - started, result.exit_status, debug=quiet)
+        if raise_on_non_zero and not result.ok:
+            raise CommandFailed(result, shown_command=display)
+        return result
+
+    def _run(self, command: str, stdin: bytes | None, timeout: float | None,
+             on_output: Callable[[str, str], None] | None) -> CommandResult:
+        return self.executor.connection(self.host).run(command, stdin=stdin, timeout=timeout, on_output=on_output)
+
+    def capture(self, command: Cmd, **kwargs: object) -> str:
+        """Stdout of ``command`` without its trailing newline (Kamal's ``capture_with_info``)."""
+        return self.execute(command, **kwargs).stdout.rstrip("\n")  # type: ignore[arg-type]
+
+    def test(self, command: Cmd, **kwargs: object) -> bool:
+        return self.execute(command, raise_on_non_zero=False, **kwargs).ok  # type: ignore[arg-type]
+
+    def upload(self, data: bytes, remote_path: str, mode: int = 0o644) -> None:
+        ex = self.executor
+        if ex.dry_run:
+            ex.output.dry_run(self.host, f"upload {remote_path} mode {mode:04o} ({len(data)} bytes)", kind="upload")
+            return
+        tag = ex.output.start(self.host, f"upload {remote_path} (mode {mode:04o})")
+        started = time.monotonic()
+        ex.connection(self.host).upload(data, remote_path, mode)
+        ex.output.finish(self.host, tag, time.monotonic() - started, 0)
+
+
+LOCAL = "local"
+
+
+class LocalSession(Session):
+    """Commands on the deploying machine (hooks, builds, local registry login), through ``/bin/sh``."""
+
+    def __init__(self, executor: Executor, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(executor, LOCAL)
+        self.env = dict(env or {})
+
+    def _run(self, command: str, stdin: bytes | None, timeout: float | None,
+             on_output: Callable[[str, str], None] | None) -> CommandResult:
+        try:
+            proc = subprocess.run(["/bin/sh", "-c", command], input=stdin or b"", capture_output=True,
+                                  timeout=timeout, env={**os.environ, **self.env})
+        except subprocess.TimeoutExpired as exc:
+            raise KamalpyError(f"local: timed out after {timeout}s running: {command}") from exc
+        out, err = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+        if on_output:
+            on_output("stdout", out)
+            on_output("stderr", err)
+        return CommandResult(LOCAL, command, proc.returncode, out, err)
+
+    def upload(self, data: bytes, remote_path: str, mode: int = 0o644) -> None:
+        raise KamalpyError("cannot upload to the local machine")
+
+
+class Executor:
+    """Owns the connection pool of one run."""
+
+    def __init__(self, transport: Transport | None, settings: SshSettings, output: Output, *,
+                 dry_run: bool = False, command_timeout: float | None = None) -> None:
+        self.transport = transport
+        self.settings = settings
+        self.output = output
+        self.dry_run = dry_run
+        self.command_timeout = command_timeout
+        self._connections: dict[str, Connection] = {}
+        self._lock = threading.Lock()
+        self._host_locks: dict[str, threading.Lock] = {}
+        self._starts = threading.BoundedSemaphore(max(1, settings.max_concurrent_starts))
+
+    def connection(self, host: str) -> Connection:
+        with self._lock:
+            host_lock = self._host_locks.setdefault(host, threading.Lock())
+        with host_lock:
+            if host not in self._connections:
+                self._connections[host] = self._connect(host)
+            return self._connections[host]
+
+    def _connect(self, host: str) -> Connection:
+        assert self.transport is not None, "no transport in a dry run"
+        attempts = max(1, self.settings.dns_retries + 1)
+        for attempt in range(1, attempts + 1):
+            with self._starts:
+                try:
+                    return self.transport.connect(host, self.settings)
+                except TransportError as exc:
+                    if attempt == attempts or not any(marker in str(exc) for marker in _DNS_ERRORS):
+                        raise
+            delay = min(0.1 * 2 ** (attempt - 1), 2.0) + random.random() * 0.1
+            self.output.warn(f"Retrying DNS for {host} (attempt {attempt}/{attempts - 1}) in {delay:.2f}s")
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def on(self, hosts: Sequence[str] | Iterable[str], work: Callable[[Session], T]) -> dict[str, T]:
+        """Run ``work`` for each host in parallel; raise :class:`HostErrors` naming every failed host."""
+        hosts = list(dict.fromkeys(hosts))
+        results: dict[str, T] = {}
+        errors: dict[str, BaseException] = {}
+        if len(hosts) == 1 or self.dry_run:
+            # Dry runs stay sequential so that their output order is stable.
+            for host in hosts:
+                try:
+                    results[host] = work(Session(self, host))
+                except KamalpyError as exc:
+                    errors[host] = exc
+        else:
+            with ThreadPoolExecutor(max_workers=len(hosts), thread_name_prefix="kamalpy-host") as pool:
+                futures = {host: pool.submit(work, Session(self, host)) for host in hosts}
+                for host, future in futures.items():
+                    try:
+                        results[host] = future.result()
+                    except KamalpyError as exc:
+                        errors[host] = exc
+        if errors:
+            raise HostErrors(errors)
+        return results
+
+    def local(self, env: Mapping[str, str] | None = None) -> LocalSession:
+        """A session on the deploying machine; ``env`` is added to the process environment."""
+        return LocalSession(self, env)
+
+    def on_each(self, hosts: Iterable[str], work: Callable[[Session], T]) -> dict[str, T]:
+        """One host after another (for steps Kamal runs sequentially)."""
+        return {host: self.on([host], work)[host] for host in hosts}
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._connections = list(self._connections.values()), {}
+        for connection in connections:
+            try:
+                connection.close()
+            except Exception:  # closing is best effort
+                pass
