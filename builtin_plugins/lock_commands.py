@@ -6,7 +6,7 @@ import click
 
 from kamalpy.cli.base import current_run, group
 from kamalpy.commands import lock as lock_commands
-from kamalpy.execution import HostErrors
+from kamalpy.errors import HostErrors
 from kamalpy.plugin import hookimpl
 
 NO_LOCK = "There is no deploy lock"
@@ -22,7 +22,9 @@ def lock_status() -> None:
     """Report the lock status."""
     commander = current_run().commander
     try:
-        click.echo(commander.lock.status_text())
+        details = commander.lock.status_text()
+        if not commander.dry_run:  # a dry run's stdout is its command lines only
+            click.echo(details)
     except HostErrors as exc:
         if lock_commands.MISSING_MARKER not in str(exc):
             raise
@@ -34,7 +36,7 @@ def lock_status() -> None:
 def lock_acquire(message: str) -> None:
     """Acquire the deploy lock."""
     commander = current_run().commander
-    commander.lock.acquire(message)
+    commander.lock.acquire(message, wait=False)  # Kamal's `lock acquire` never waits
     commander.output.say("Acquired the deploy lock")
 
 

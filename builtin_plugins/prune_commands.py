@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from kamalpy.cli.base import current_run, group
 from kamalpy.commands import auditor
 from kamalpy.commands import prune as prune_commands
 from kamalpy.errors import KamalpyError
-from kamalpy.execution import Session
 from kamalpy.plugin import hookimpl
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kamalpy.execution import Session
 
 
 @group("prune")

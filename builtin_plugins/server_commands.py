@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,8 +13,10 @@ from kamalpy.commands import docker as docker_commands
 from kamalpy.commands import server as server_commands
 from kamalpy.commands.ssh import run_over_ssh
 from kamalpy.errors import KamalpyError
-from kamalpy.execution import Session
 from kamalpy.plugin import hookimpl
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kamalpy.execution import Session
 
 
 @group("server")

@@ -57,7 +57,7 @@ class Commander:
     def __init__(self, run: Run) -> None:
         self.run = run
         options = run.options
-        self.output = Output(verbose=options.verbose, quiet=options.quiet)
+        self.output = Output(verbose=options.verbose, quiet=options.quiet, dry_run=options.dry_run)
         self.dry_run = options.dry_run
         self._specifics: Specifics | None = None
         self._executor: Executor | None = None
@@ -160,7 +160,8 @@ class Commander:
         self.run.hooks.kamal_hook(context)
 
     def on_primary(self, work: Callable[[Session], T]) -> T:
-        return self.executor.on([self.primary_host], work)[self.primary_host]
+        # Through self.on so that the pre-connect hook also runs before a primary-only first connection.
+        return self.on([self.primary_host], work)[self.primary_host]
 
     def close(self) -> None:
         if self._executor is not None:

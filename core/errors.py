@@ -27,3 +27,16 @@ class PluginError(KamalpyError):
 
 class HookError(KamalpyError):
     """A Kamal hook (``.kamal/hooks/NAME``) failed: ``Hook `NAME` failed: ...``."""
+
+
+class HostErrors(KamalpyError):
+    """Errors on one or more hosts, each line naming its host."""
+
+    def __init__(self, errors: dict[str, BaseException]) -> None:
+        self.errors = errors
+        lines = [str(err) if str(err).startswith(f"{host}") else f"{host}: {err}" for host, err in errors.items()]
+        if len(lines) == 1:
+            message = lines[0]
+        else:
+            message = f"Exceptions on {len(lines)} hosts: " + "; ".join(lines)
+        super().__init__(message)

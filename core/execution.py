@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from kamalpy.errors import KamalpyError
+from kamalpy.errors import HostErrors, KamalpyError
 from kamalpy.output import Output
 from kamalpy.transport import CommandFailed, CommandResult, Connection, SshSettings, Transport, TransportError
 
@@ -24,19 +24,6 @@ T = TypeVar("T")
 
 _DNS_ERRORS = ("getaddrinfo", "Temporary failure in name resolution", "Name or service not known",
                "nodename nor servname provided", "No address associated", "failed to look up", "resolve")
-
-
-class HostErrors(KamalpyError):
-    """Errors on one or more hosts, each line naming its host."""
-
-    def __init__(self, errors: dict[str, BaseException]) -> None:
-        self.errors = errors
-        lines = [str(err) if str(err).startswith(f"{host}") else f"{host}: {err}" for host, err in errors.items()]
-        if len(lines) == 1:
-            message = lines[0]
-        else:
-            message = f"Exceptions on {len(lines)} hosts: " + "; ".join(lines)
-        super().__init__(message)
 
 
 Cmd = str | Sequence[str]

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 
 from kamalpy.commands import lock as lock_commands
 from kamalpy.commands import server as server_commands
-from kamalpy.errors import KamalpyError
-from kamalpy.execution import HostErrors
+from kamalpy.errors import HostErrors, KamalpyError
 
 if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.commander import Commander
@@ -52,40 +51,61 @@ class DeployLock:
     def ensure_run_directory(self) -> None:
         self.commander.on(self.commander.hosts, lambda s: s.execute(server_commands.ensure_run_directory()))
 
-    def acquire(self, message: str, say: str | None = None) -> None:
+    def acquire(self, message: str, say: str | None = None, *, wait: bool = True) -> None:
+        """Take the lock; with ``--lock-wait`` (and ``wait``) poll while an automatic lock holds it.
+
+        ``lock acquire`` passes ``wait=False``: like Kamal's, it never waits.
+        """
         commander = self.commander
-        config = commander.config
         self.ensure_run_directory()
-        options = commander.run.options
-        deadline = time.monotonic() + options.lock_wait_timeout
-        announced = False
-        while True:
+        if wait and commander.run.options.lock_wait:
+            self._acquire_waiting(message)
+        else:
             if say:
                 commander.output.say(say)
-            command = lock_commands.acquire(config, message, config.version, locked_by=commander.locked_by)
-            try:
-                commander.on_primary(lambda s, c=command: s.execute(c, quiet=True))
-                self.holding = True
-                return
-            except HostErrors as exc:
-                if lock_commands.HELD_MARKER not in str(exc):
-                    raise
-            details = self.status_text()
-            if not options.lock_wait:
+            if not self._try_acquire(message):
                 commander.output.error("Deploy lock already in place!")
-                commander.output.error(details)
+                commander.output.error(self.status_text())
                 raise LockError("Deploy lock found. Run 'kamalpy lock help' for more information")
-            held = lock_commands.parse_details(details)
-            if held is not None and not held.automatic:
-                commander.output.error(details)
-                raise LockError("Deploy lock held manually, not waiting")
-            if time.monotonic() >= deadline:
+        self.holding = True
+
+    def _try_acquire(self, message: str) -> bool:
+        """One attempt on the primary host: False when someone holds the lock."""
+        commander = self.commander
+        config = commander.config
+        command = lock_commands.acquire(config, message, config.version, locked_by=commander.locked_by)
+        try:
+            commander.on_primary(lambda s: s.execute(command, quiet=True))
+            return True
+        except HostErrors as exc:
+            if lock_commands.HELD_MARKER not in str(exc):
+                raise
+            return False
+
+    def _acquire_waiting(self, message: str) -> None:
+        """Kamal's ``acquire_lock_with_wait``: show the holder once, give up at once on a manual lock."""
+        output = self.commander.output
+        options = self.commander.run.options
+        timeout, interval = options.lock_wait_timeout, options.lock_wait_interval
+        deadline = time.monotonic() + timeout
+        shown = False
+        output.say(f"Acquiring the deploy lock (waiting up to {timeout:g}s)...")
+        while not self._try_acquire(message):
+            if not shown:
+                details = self.status_text()
+                output.say("Deploy lock is held by:")
+                output.error(details)
+                # Kamal's test: only a lock taken automatically by a running command is worth waiting for.
+                if lock_commands.AUTOMATIC_MESSAGE not in details:
+                    raise LockError("Deploy lock held manually, not waiting. "
+                                    "Run 'kamalpy lock help' for more information")
+                shown = True
+            remaining = int(deadline - time.monotonic())
+            if remaining <= 0:
+                output.error(f"Timed out after {timeout:g}s waiting for the deploy lock")
                 raise LockError("Timed out waiting for deploy lock")
-            if not announced:
-                commander.output.say(f"Waiting for the deploy lock...\n{details}")
-                announced = True
-            say = None
-            time.sleep(options.lock_wait_interval)
+            output.say(f"Retrying in {interval:g}s ({remaining}s remaining)...")
+            time.sleep(min(interval, remaining))
 
     def release(self) -> None:
         self.commander.output.say("Releasing the deploy lock...")

@@ -15,9 +15,10 @@ from typing import TextIO
 
 class Output:
     def __init__(self, *, verbose: bool = False, quiet: bool = False, stream: TextIO | None = None,
-                 dry_run_stream: TextIO | None = None) -> None:
+                 dry_run_stream: TextIO | None = None, dry_run: bool = False) -> None:
         self.verbose = verbose
         self.quiet = quiet
+        self.dry_run_only = dry_run  # stdout carries nothing but the dry-run lines
         self._stream = stream
         self._dry_stream = dry_run_stream
         self._lock = threading.Lock()
@@ -49,7 +50,9 @@ class Output:
             self._write(message)
 
     def by_host(self, host: str, text: str, kind: str = "App") -> None:
-        """Captured output of one host, on stdout (Kamal's ``puts_by_host``)."""
+        """Captured output of one host, on stdout (Kamal's ``puts_by_host``); nothing in a dry run."""
+        if self.dry_run_only:
+            return
         with self._lock:
             sys.stdout.write(f"{kind} Host: {host}\n{text}\n\n")
             sys.stdout.flush()
