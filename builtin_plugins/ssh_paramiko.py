@@ -89,29 +89,25 @@ class ParamikoConnection:
 
     def _collect(self, channel: paramiko.Channel, on_output: Callable[[str, str], None] | None,
                  timeout: float | None) -> tuple[str, str]:
-        out, err = bytearray(), bytearray()
+        streams = {"stdout": (bytearray(), channel.recv_ready, channel.recv),
+                   "stderr": (bytearray(), channel.recv_stderr_ready, channel.recv_stderr)}
         deadline = time.monotonic() + timeout if timeout else None
         while True:
             got = False
-            if channel.recv_ready():
-                chunk = channel.recv(65536)
-                out += chunk
-                got = True
-                if on_output:
-                    on_output("stdout", chunk.decode(errors="replace"))
-            if channel.recv_stderr_ready():
-                chunk = channel.recv_stderr(65536)
-                err += chunk
-                got = True
-                if on_output:
-                    on_output("stderr", chunk.decode(errors="replace"))
+            for name, (buffer, ready, receive) in streams.items():
+                if ready():
+                    chunk = receive(65536)
+                    buffer += chunk
+                    got = True
+                    if on_output:
+                        on_output(name, chunk.decode(errors="replace"))
             if not got:
                 if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
                     break
                 if deadline and time.monotonic() > deadline:
                     raise TimeoutError()
                 channel.status_event.wait(0.01)
-        return out.decode(errors="replace"), err.decode(errors="replace")
+        return streams["stdout"][0].decode(errors="replace"), streams["stderr"][0].decode(errors="replace")
 
     def upload(self, data: bytes, remote_path: str, mode: int = 0o644) -> None:
         with self.client.open_sftp() as sftp:
