@@ -21,11 +21,12 @@ CONTEXT_SETTINGS = {"help_option_names": ["--help"]}
 class Run:
     """State of one kamalpy invocation: global options, plugins and configuration, each made on demand."""
 
-    def __init__(self, disabled_plugins: set[str] | None = None, load_entry_points: bool = True) -> None:
+    def __init__(self, disabled_plugins: set[str] | None = None, load_entry_points: bool = True,
+                 hooks: Hooks | None = None) -> None:
         self.options = GlobalOptions()
         self.disabled_plugins = set(disabled_plugins or ())
         self.load_entry_points = load_entry_points
-        self._hooks: Hooks | None = None
+        self._hooks: Hooks | None = hooks  # given: share the plugins of the run that started this one
         self._config: Configuration | None = None
         self._commander: Commander | None = None
         self.command_path: tuple[str, ...] = ()

@@ -129,8 +129,7 @@ def run_inline_command(command: str, hooks: Hooks) -> str:
     from kamalpy.cli.main import make_cli
 
     args = shellsplit(command)[1:] + ["--inline"]
-    run = Run(load_entry_points=False)
-    run._hooks = hooks  # the same plugins (and so the same adapters) as the caller
+    run = Run(hooks=hooks)  # the same plugins (and so the same adapters) as the caller
     try:
         result = make_cli().main(args, prog_name="kamalpy", standalone_mode=False, obj=run)
     except click.exceptions.Exit as exc:
