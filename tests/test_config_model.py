@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from kamalpy.config.args import argumentize, escape_shell_value, optionize
+from kamalpy.config.loader import RubySymbol
 from kamalpy.config.model import Configuration
 from kamalpy.config.specifics import split_filters
 from kamalpy.errors import ConfigurationError, KamalpyError
@@ -229,8 +230,11 @@ def test_extension_keys() -> None:
 
 
 def test_hooks_output() -> None:
-    config = make("servers: [1.1.1.1]\nhooks_output: {pre-deploy: ':verbose'}")
+    config = make("servers: [1.1.1.1]\nhooks_output: {pre-deploy: verbose}")
     assert config.hooks_output_for("pre-deploy") == "verbose" and config.hooks_output_for("post-deploy") is None
+    # A Ruby symbol (`:quiet` unquoted in deploy.yml) as kamalpy's loader reads it.
+    raw = {**yaml.safe_load(BASE + "servers: [1.1.1.1]"), "hooks_output": RubySymbol(":quiet")}
+    assert Configuration(raw, version="1").hooks_output_for("post-deploy") == "quiet"
 
 
 @pytest.mark.parametrize(("extra", "message"), [

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from kamalpy.config.loader import (
+    RubySymbol,
     deep_merge,
     destination_file,
     load_yaml,
@@ -53,8 +54,8 @@ def load_error(text: str) -> str:
 
 # Each value was checked against `kamal config` (see test_scalar_typing_matches_kamal).
 SCALARS = [
-    (":quiet", ":quiet"),
-    (':"a b"', ":a b"),
+    (":quiet", RubySymbol(":quiet")),
+    (':"a b"', RubySymbol(":a b")),
     ("1_000", 1000),
     ("1,000", 1000),
     ("yes", True),

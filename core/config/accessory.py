@@ -7,16 +7,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kamalpy.config.args import argumentize
-from kamalpy.config.env import Env, validate_env
-from kamalpy.config.options import option_args, validate_docker_options, validate_labels
+from kamalpy.config.env import Env
+from kamalpy.config.options import option_args
 from kamalpy.config.proxy import Proxy, validate_proxy
-from kamalpy.config.registry import Registry, validate_registry
+from kamalpy.config.registry import Registry
 from kamalpy.errors import ConfigurationError
 
 if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.config.model import Configuration
 
-PLACEMENT_KEYS = ("host", "hosts", "role", "roles", "tag", "tags")
 DEFAULT_NETWORK = "kamal"
 DEFAULT_FILE_MODE = "755"
 
@@ -64,10 +63,8 @@ class Accessory:
         self.registry = Registry(self.raw.get("registry"), config.secret_lookup) if self.raw.get("registry") else None
 
     def _validate(self) -> None:
-        placements = [key for key in PLACEMENT_KEYS if key in self.raw]
-        if len(placements) != 1:
-            raise ConfigurationError(
-                f"{self.context}: specify one of `host`, `hosts`, `role`, `roles`, `tag` or `tags`")
+        # Keys, placement (one of host/hosts/role/...), labels, options, env and registry are the schema's;
+        # role names need the servers section, proxy certificates and `run` need values.
         known = set(self.config.role_names)
         if "roles" in self.raw:
             missing = [str(r) for r in self.raw["roles"] or [] if str(r) not in known]
@@ -75,12 +72,7 @@ class Accessory:
                 raise ConfigurationError(f"{self.context}: unknown roles {', '.join(missing)}")
         elif "role" in self.raw and str(self.raw["role"]) not in known:
             raise ConfigurationError(f"{self.context}: unknown role {self.raw['role']}")
-        validate_docker_options(self.raw.get("options"), self.context)
-        validate_labels(self.raw.get("labels"), self.context)
-        validate_env(self.raw.get("env"), f"{self.context}/env")
         validate_proxy(self.raw.get("proxy"), f"{self.context}/proxy")
-        if self.raw.get("registry"):
-            validate_registry(self.raw["registry"], f"{self.context}/registry")
 
     def __repr__(self) -> str:
         return f"Accessory({self.name!r})"

@@ -9,26 +9,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kamalpy.config.args import is_present
 from kamalpy.errors import ConfigurationError
 
 CONTEXT = "builder"
-CACHE_TYPES = ("gha", "registry")
 DEFAULT_DRIVER = "docker-container"
 DEFAULT_DOCKERFILE = "Dockerfile"
 
 
 def validate_builder(raw: Any) -> None:
+    """The one builder rule the schema lacks (cache type, arch and local/remote are the schema's)."""
     raw = raw if isinstance(raw, Mapping) else {}
-    cache = raw.get("cache")
-    if isinstance(cache, Mapping) and cache.get("type") and cache["type"] not in CACHE_TYPES:
-        raise ConfigurationError(f"{CONTEXT}: Invalid cache type: {cache['type']}")
-    if not is_present(raw.get("arch")):
-        raise ConfigurationError(f"{CONTEXT}: Builder arch not set")
     if raw.get("pack") and isinstance(raw.get("arch"), list) and len(raw["arch"]) > 1:
         raise ConfigurationError(f"{CONTEXT}: buildpacks only support building for one arch")
-    if raw.get("local") is False and not is_present(raw.get("remote")):
-        raise ConfigurationError(f"{CONTEXT}: Cannot disable local builds, no remote is set")
 
 
 class Builder:

@@ -2,6 +2,7 @@
 
 Two forms: a plain ``{KEY: value}`` mapping (all clear), or ``clear`` / ``secret`` / ``tags`` (tags only
 in the root env). A secret entry ``NAME:SECRET`` sets ``NAME`` from the secret ``SECRET``.
+The form rules (keys allowed, tags only in the root) are the schema's (``schema/kamal.json``).
 """
 
 from __future__ import annotations
@@ -13,32 +14,8 @@ from kamalpy.config.args import argumentize
 from kamalpy.errors import ConfigurationError
 
 SPECIAL_KEYS = ("clear", "secret", "tags")
-ROOT_CONTEXT = "env"
 
 SecretLookup = Callable[[str], str]
-
-
-def unknown_keys_message(keys: list[str]) -> str:
-    return f"unknown key{'s' if len(keys) > 1 else ''}: {', '.join(str(k) for k in keys)}"
-
-
-def validate_env(raw: Any, context: str) -> None:
-    """Kamal's env rules beyond plain types (those are the schema's)."""
-    if not isinstance(raw, Mapping):
-        return
-    if not any(key in raw for key in SPECIAL_KEYS):
-        return
-    unknown = [key for key in raw if key not in SPECIAL_KEYS]
-    if unknown:
-        raise ConfigurationError(f"{context}: {unknown_keys_message(unknown)}")
-    if "tags" not in raw:
-        return
-    if context != ROOT_CONTEXT:
-        raise ConfigurationError(f"{context}: tags are only allowed in the root env")
-    tags = raw["tags"]
-    if isinstance(tags, Mapping):
-        for tag, tag_env in tags.items():
-            validate_env(tag_env, f"{context}/tags/{tag}")
 
 
 class Env:

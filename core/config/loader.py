@@ -5,7 +5,7 @@ file -> schema -> Kamal's semantic checks -> plugin validation.
 
 The YAML side imitates Ruby's Psych (``YAML.unsafe_load``) rather than PyYAML's YAML 1.1 defaults, because
 the two type plain scalars differently (``1:20`` is 4800 in Psych, ``y`` is a string, ``1,000`` is 1000,
-``:quiet`` is a symbol we keep as the string ``":quiet"``) and merge ``<<:`` keys in another order.
+``:quiet`` is a symbol, kept as :class:`RubySymbol` ``":quiet"``) and merge ``<<:`` keys in another order.
 Dates stay ``datetime.date`` objects: Kamal rejects them where a string is expected, and they print the
 same in ``kamal config``.
 """
@@ -23,6 +23,22 @@ if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.cli.options import GlobalOptions
     from kamalpy.config.model import Configuration
     from kamalpy.hooks import Hooks
+
+
+class RubySymbol(str):
+    """A Ruby symbol from the YAML (plain ``:name``), as the string ``":name"``.
+
+    A str subclass, so symbols print and compare as before (``json`` writes it as a string); the type is
+    what tells a symbol from the quoted string ``":name"``, which Kamal treats differently (``hooks_output``,
+    role hosts).
+    """
+
+    __slots__ = ()
+
+    @property
+    def name(self) -> str:
+        """The symbol's name, as Ruby's ``Symbol#to_s`` gives it (``quiet`` for ``:quiet``)."""
+        return str(self[1:])
 
 
 def read_raw_config(config_file: str | Path, destination: str | None = None) -> dict[str, Any]:
@@ -143,6 +159,8 @@ def _make_loader() -> Any:
     from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
     base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml, the parser Psych uses too
+    # `kamalpy config` dumps raw values with yaml.safe_dump, which refuses str subclasses without this.
+    yaml.SafeDumper.add_representer(RubySymbol, yaml.SafeDumper.represent_str)
 
     class PsychLoader(base):  # type: ignore[misc, valid-type]
         yaml_implicit_resolvers: dict = {}
@@ -284,7 +302,7 @@ def _psych_scalar(value: str) -> Any:
         return float("nan")
     if len(value) > 1 and value[0] == ":":
         quoted = re.fullmatch(r":([\"'])(.*)\1", value)
-        return ":" + (quoted.group(2).removeprefix(":") if quoted else value[1:])
+        return RubySymbol(":" + (quoted.group(2).removeprefix(":") if quoted else value[1:]))
     if re.fullmatch(_SEXAGESIMAL_INT, value):
         return _sexagesimal(value, _ruby_to_i)
     if re.fullmatch(_SEXAGESIMAL_FLOAT, value):

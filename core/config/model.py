@@ -4,7 +4,10 @@ Pure: parsing and checks only. The one outside query is git, and only when the v
 and neither ``--version`` nor ``VERSION`` gives it. Secrets are read on first use.
 
 Checks run in Kamal 2.11's order (sections as they are built, then the whole-configuration rules), so
-that a configuration with several mistakes gets the same first message as from Kamal.
+that a configuration with several mistakes gets the same first message as from Kamal. Everything one
+section's schema can say (types, keys, reserved names, one-section rules) is checked by
+:mod:`kamalpy.config.schema` first; the checks here are those it cannot express: merged role settings,
+rules across sections, files, and values such as versions.
 """
 
 from __future__ import annotations
@@ -19,16 +22,17 @@ from urllib.parse import urlparse
 from kamalpy import KAMAL_COMPAT_VERSION
 from kamalpy.config.accessory import Accessory
 from kamalpy.config.aliases import aliases as parse_aliases
-from kamalpy.config.aliases import validate_aliases
 from kamalpy.config.args import argumentize, is_present
 from kamalpy.config.boot import Boot
 from kamalpy.config.builder import Builder, validate_builder
-from kamalpy.config.env import ROOT_CONTEXT, Env, validate_env
+from kamalpy.config.env import Env
+from kamalpy.config.gem_version import newer as version_newer
+from kamalpy.config.loader import RubySymbol
 from kamalpy.config.options import Logging
 from kamalpy.config.proxy import Proxy, validate_proxy
-from kamalpy.config.registry import Registry, validate_registry
+from kamalpy.config.registry import Registry
 from kamalpy.config.roles import Role, role_names
-from kamalpy.config.ssh import Ssh, Sshkit, plain_symbol
+from kamalpy.config.ssh import Ssh, Sshkit
 from kamalpy.errors import ConfigurationError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,14 +58,17 @@ def _schema_validate(raw: Mapping[str, Any], extension_keys: Mapping[str, Config
         validate(raw, extension_keys)
 
 
-def _version_newer(a: str, b: str) -> bool:
-    """RubyGems ordering: numeric segments compare as numbers, a letter segment (pre-release) sorts first."""
-    def key(version: str) -> list[tuple[int, Any]]:
-        return [(1, int(s)) if s.isdigit() else (0, s) for s in re.findall(r"\d+|[a-zA-Z]+", str(version))]
+def _hooks_output_level(value: Any) -> str | None:
+    """Ruby's ``value.to_sym.to_s`` for a symbol or string (``quiet`` for ``:quiet``, ``:quiet`` for ``":quiet"``)."""
+    if isinstance(value, RubySymbol):
+        return value.name
+    return value if isinstance(value, str) else None
 
-    ka, kb = key(a), key(b)
-    size = max(len(ka), len(kb))
-    return ka + [(1, 0)] * (size - len(ka)) > kb + [(1, 0)] * (size - len(kb))
+
+def _ruby_to_s(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
 
 
 class Configuration:
@@ -84,15 +91,12 @@ class Configuration:
         # Sections in the order Kamal builds (and so validates) them.
         self.role_names = role_names(self.raw.get("servers"))
         self.roles = [Role(name, self) for name in self.role_names]
-        validate_registry(self.raw.get("registry"))
         self.registry = Registry(self.raw.get("registry"), self.secret_lookup)
         self.accessories = [Accessory(str(name), self) for name in self.raw.get("accessories") or {}]
-        validate_aliases(self.raw.get("aliases"))
         self.aliases = parse_aliases(self.raw.get("aliases"))
         validate_builder(self.raw.get("builder"))
         self.builder = Builder(self.raw.get("builder"), service=str(self.service), image=self.image,
                                registry_server=self.registry.server)
-        validate_env(self.raw.get("env"), ROOT_CONTEXT)
         self.env = Env(self.raw.get("env"), self.secret_lookup)
         self.logging = Logging(self.raw.get("logging"))
         validate_proxy(self.raw.get("proxy"), "proxy")
@@ -153,8 +157,9 @@ class Configuration:
 
     @property
     def minimum_version(self) -> str | None:
+        """As Kamal reads it: unset when nil or false (Ruby truthiness), else the value's ``to_s``."""
         value = self.raw.get("minimum_version")
-        return None if value is None else str(value)
+        return None if value is None or value is False else _ruby_to_s(value)
 
     @property
     def readiness_delay(self) -> int:
@@ -348,12 +353,11 @@ class Configuration:
     # ----- hooks, secrets, plugins -----
 
     def hooks_output_for(self, hook: str) -> str | None:
-        """``quiet``/``verbose`` for a hook's output, or None for the default."""
+        """``quiet``/``verbose`` for a hook's output, or None for the default (also for values Kamal ignores)."""
         setting = self.raw.get("hooks_output")
         if isinstance(setting, Mapping):
-            value = setting.get(hook)
-            return None if value is None else str(plain_symbol(value))
-        return None if setting is None else str(plain_symbol(setting))
+            setting = setting.get(hook)
+        return _hooks_output_level(setting)
 
     @property
     def secrets(self) -> Any:
@@ -409,7 +413,7 @@ class Configuration:
 
     def _ensure_valid_kamal_version(self) -> None:
         minimum = self.minimum_version
-        if minimum and _version_newer(minimum, KAMAL_COMPAT_VERSION):
+        if minimum is not None and version_newer(minimum, KAMAL_COMPAT_VERSION):
             raise ConfigurationError(f"Current version is {KAMAL_COMPAT_VERSION}, minimum required is {minimum}")
 
     def _ensure_retain_containers_valid(self) -> None:
@@ -457,17 +461,20 @@ class Configuration:
                 raise ConfigurationError(f"Conflicting proxy run configurations for host {host}")
 
     def _ensure_valid_hooks_output(self) -> None:
+        # Kamal checks a symbol or string, or each value of a hash; any other value (1, true) is ignored.
         setting = self.raw.get("hooks_output")
         if isinstance(setting, Mapping):
             for hook, level in setting.items():
                 self._check_hooks_output_level(level, hook)
-        elif setting is not None:
+        elif isinstance(setting, str):
             self._check_hooks_output_level(setting)
 
     @staticmethod
-    def _check_hooks_output_level(level: Any, hook: str | None = None) -> None:
-        level = str(plain_symbol(level))
-        if level not in HOOKS_OUTPUT_LEVELS:
-            where = f" for hook '{hook}'" if hook is not None else ""
+    def _check_hooks_output_level(level: Any, hook: Any = None) -> None:
+        # In a hash Kamal calls `level.to_sym`, which fails for numbers and booleans: refused here too.
+        name = _hooks_output_level(level)
+        if name not in HOOKS_OUTPUT_LEVELS:
+            where = f" for hook '{_ruby_to_s(hook)}'" if hook is not None else ""
+            shown = _ruby_to_s(level) if name is None else name
             raise ConfigurationError(
-                f"Invalid hooks_output '{level}'{where}, must be one of: {', '.join(HOOKS_OUTPUT_LEVELS)}")
+                f"Invalid hooks_output '{shown}'{where}, must be one of: {', '.join(HOOKS_OUTPUT_LEVELS)}")

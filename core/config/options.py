@@ -1,4 +1,7 @@
-"""Checks and values shared by roles and accessories: docker options, labels, logging."""
+"""Values shared by roles and accessories: docker options and logging.
+
+Reserved label names and the refused ``restart`` option are checked by the schema (``schema/kamal.json``).
+"""
 
 from __future__ import annotations
 
@@ -7,26 +10,8 @@ from typing import Any
 
 from kamalpy.config.args import argumentize, is_present, optionize
 from kamalpy.config.proxy import deep_merge
-from kamalpy.errors import ConfigurationError
 
-RESERVED_LABELS = ("service", "role", "destination")
-DEFAULT_RESTART_POLICY = "unless-stopped"
 DEFAULT_LOG_OPTIONS = {"max-size": "10m"}
-
-
-def validate_docker_options(options: Any, context: str) -> None:
-    # Kamal 2.11 always runs containers with --restart unless-stopped; any other policy is refused.
-    if isinstance(options, Mapping) and is_present(options.get("restart")):
-        raise ConfigurationError(f"{context}: Cannot set restart policy in docker options, unless-stopped is required")
-
-
-def validate_labels(labels: Any, context: str) -> None:
-    if not isinstance(labels, Mapping):
-        return
-    for name in labels:
-        if str(name) in RESERVED_LABELS:
-            raise ConfigurationError(
-                f"{context}/labels/{name}: invalid label. destination, role, and service are reserved labels")
 
 
 def option_args(options: Mapping[str, Any] | None) -> list[str]:

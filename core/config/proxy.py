@@ -26,10 +26,15 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 
 def validate_proxy(raw: Any, context: str) -> None:
-    """Kamal's proxy rules beyond plain types. ``raw`` is one proxy hash as written (or merged)."""
+    """Kamal's proxy rules beyond plain types, for one proxy hash as written or as merged for a role.
+
+    The host rules are the schema's for each section as written; they are repeated here because a role's
+    proxy is the root's with the role's merged over it (``host`` from one, ``hosts`` from the other), which
+    no schema of a single section sees. Certificates and ``run`` are checked only here.
+    """
     if not isinstance(raw, Mapping):
         return
-    if not is_present(raw.get("host")) and not is_present(raw.get("hosts")) and raw.get("ssl"):
+    if not is_present(raw.get("host")) and not is_present(raw.get("hosts")) and _truthy(raw.get("ssl")):
         raise ConfigurationError(f"{context}: Must set a host to enable automatic SSL")
     if "host" in raw and "hosts" in raw:
         raise ConfigurationError(f"{context}: Specify one of 'host' or 'hosts', not both")
@@ -43,10 +48,16 @@ def validate_proxy(raw: Any, context: str) -> None:
             raise ConfigurationError(
                 f"{context}: Missing certificate_pem setting (required when private_key_pem is present)")
     run = raw.get("run")
+    # Ports count when set at all (0 too, as in Ruby); an empty bind_ips list does not.
     if isinstance(run, Mapping) and run.get("publish") is False and (
-        run.get("http_port") or run.get("https_port") or run.get("bind_ips")
+        _truthy(run.get("http_port")) or _truthy(run.get("https_port")) or is_present(run.get("bind_ips"))
     ):
         raise ConfigurationError(f"{context}: Cannot set http_port, https_port or bind_ips when publish is false")
+
+
+def _truthy(value: Any) -> bool:
+    """Ruby truthiness: only nil and false are false."""
+    return value is not None and value is not False
 
 
 class Proxy:

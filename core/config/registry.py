@@ -1,4 +1,7 @@
-"""The ``registry:`` section (root or per accessory): server, credentials, local-registry detection."""
+"""The ``registry:`` section (root or per accessory): server, credentials, local-registry detection.
+
+Which credentials are required, and their form, is checked by the schema (``schema/kamal.json``).
+"""
 
 from __future__ import annotations
 
@@ -6,24 +9,10 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kamalpy.config.args import is_present
 from kamalpy.errors import ConfigurationError
 
 _LOCAL = re.compile(r"^localhost[:$]")
 DEFAULT_LOCAL_PORT = 5000
-
-
-def validate_registry(raw: Any, context: str = "registry") -> None:
-    raw = raw if isinstance(raw, Mapping) else {}
-    if _is_local(raw.get("server")):
-        return
-    for key in ("username", "password"):
-        value = raw.get(key)
-        if not is_present(value):
-            raise ConfigurationError(f"{context}/{key}: is required")
-        if isinstance(value, list) and (len(value) != 1 or not isinstance(value[0], str)):
-            raise ConfigurationError(
-                f"{context}/{key}: should be a string or an array with one string (for secret lookup)")
 
 
 def _is_local(server: Any) -> bool:

@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from kamalpy.config.args import argumentize
-from kamalpy.config.env import Env, validate_env
-from kamalpy.config.options import Logging, option_args, validate_docker_options, validate_labels
+from kamalpy.config.env import Env
+from kamalpy.config.loader import RubySymbol
+from kamalpy.config.options import Logging, option_args
 from kamalpy.config.proxy import Proxy, validate_proxy
 from kamalpy.errors import ConfigurationError
 
@@ -26,17 +27,20 @@ def role_names(servers: Any) -> list[str]:
     return [DEFAULT_ROLE]
 
 
-def parse_hosts(entries: Any, context: str) -> dict[str, list[str]]:
-    """``{host: [tags]}`` in the order written. An entry is ``host`` or ``{host: tag | [tags]}``."""
+def parse_hosts(entries: Any) -> dict[str, list[str]]:
+    """``{host: [tags]}`` in the order written. An entry is ``host`` or ``{host: tag | [tags]}``.
+
+    Like Kamal 2.11, a role keeps only string entries and hashes: a number, boolean or symbol entry
+    (``- 1``) is no host, so ``web: [1]`` is a role without servers. The schema has checked that a
+    hash names one host.
+    """
     hosts: dict[str, list[str]] = {}
-    for index, entry in enumerate(entries or []):
+    for entry in entries or []:
         if isinstance(entry, Mapping):
-            if len(entry) != 1:
-                raise ConfigurationError(f"{context}/{index}: multiple hosts found")
-            host, tags = next(iter(entry.items()))
-            hosts[str(host)] = [str(t) for t in tags] if isinstance(tags, list) else [str(tags)]
-        elif entry is not None:
-            hosts[str(entry)] = []
+            for host, tags in entry.items():
+                hosts[str(host)] = [str(t) for t in tags] if isinstance(tags, list) else [str(tags)]
+        elif isinstance(entry, str) and not isinstance(entry, RubySymbol):
+            hosts[entry] = []
     return hosts
 
 
@@ -47,18 +51,14 @@ class Role:
         servers = config.raw.get("servers")
         spec = servers.get(name) if isinstance(servers, Mapping) else servers
         self.settings: dict[str, Any] = dict(spec) if isinstance(spec, Mapping) else {}
-        context = f"servers/{name}" if isinstance(servers, Mapping) else "servers"
         entries = spec if isinstance(spec, list) else self.settings.get("hosts")
-        hosts_context = context if isinstance(spec, list) else f"{context}/hosts"
-        self.tagged_hosts = parse_hosts(entries, hosts_context)
+        self.tagged_hosts = parse_hosts(entries)
         self._validate(f"servers/{name}")
         self.specialized_env = Env(self.settings.get("env"), config.secret_lookup)
         self.running_proxy = self._running_proxy()
 
     def _validate(self, context: str) -> None:
-        validate_docker_options(self.settings.get("options"), context)
-        validate_labels(self.settings.get("labels"), context)
-        validate_env(self.settings.get("env"), f"{context}/env")
+        # Options, labels and env are the schema's; proxy certificates and `run` are checked here.
         proxy = self.settings.get("proxy")
         if isinstance(proxy, Mapping):
             validate_proxy(proxy, f"{context}/proxy")
