@@ -47,6 +47,7 @@ def ssh_settings(config: Configuration) -> SshSettings:
         key_data=tuple(ssh.key_data_values(config.secret_lookup) or ()),
         config=config_files,
         log_level=ssh.log_level,
+        connect_timeout=ssh.connect_timeout,
         max_concurrent_starts=kit.max_concurrent_starts,
         pool_idle_timeout=kit.pool_idle_timeout,
         dns_retries=kit.dns_retries,

@@ -8,6 +8,7 @@ from typing import Any
 REDACTED = "[REDACTED]"
 KEEPALIVE_INTERVAL = 30
 DEFAULT_LOG_LEVEL = "fatal"
+DEFAULT_CONNECT_TIMEOUT = 10  # kamalpy's own key (decisions.md); Kamal leaves it to net-ssh
 DEFAULT_MAX_CONCURRENT_STARTS = 30
 DEFAULT_POOL_IDLE_TIMEOUT = 900
 DEFAULT_DNS_RETRIES = 3
@@ -80,6 +81,11 @@ class Ssh:
         return self.raw.get("config")
 
     @property
+    def connect_timeout(self) -> int:
+        """Seconds to wait for each server's SSH connection (kamalpy only: ``ssh.connect_timeout``)."""
+        return int(self.raw.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+
+    @property
     def log_level(self) -> str:
         return str(plain_symbol(self.raw.get("log_level", DEFAULT_LOG_LEVEL)))
 
@@ -96,6 +102,8 @@ class Ssh:
             "key_data": None if self.key_data is None else [REDACTED] * len(self.key_data),
             "config": self.config,
             "log_level": self.log_level,
+            # kamalpy's own key: shown only when set, so Kamal's output stays identical otherwise
+            "connect_timeout": self.raw.get("connect_timeout"),
         }
         return {k: v for k, v in options.items() if v is not None}
 
