@@ -96,7 +96,6 @@ CASES: dict[str, tuple[str, str | None]] = {
 # Kamal's outcome where kamalpy still differs: rules of schema/kamal.json (owned elsewhere) to change.
 # Strict xfail, so each case reports when the schema is fixed.
 SCHEMA_GAPS: dict[str, str] = {
-    "alias_name_trailing_newline": "the alias pattern's `$` also matches before a final newline (Ruby: \\z)",
     "restart_nil_accepted": "Kamal refuses only a truthy `restart` option (nil and false pass)",
     "restart_false_accepted": "Kamal refuses only a truthy `restart` option (nil and false pass)",
     "accessory_restart_nil_accepted": "Kamal refuses only a truthy `restart` option (nil and false pass)",
