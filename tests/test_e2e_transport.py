@@ -10,8 +10,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import secrets
+import shlex
+import shutil
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +24,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from helpers import Result, run_kamalpy
+from helpers import KAMALPY, Result, run_kamalpy
 
 pytestmark = pytest.mark.sandbox
 
@@ -162,6 +166,18 @@ def test_server_exec_runs_on_every_server(project):
     result = project.ok("server", "exec", "docker info --format '{{.Name}}'")
     assert by_host(result) == dict(zip(project.hosts, project.sandbox.names, strict=True))
     assert f"Running 'docker info --format '{{{{.Name}}}}'' on {', '.join(project.hosts)}..." in result.err
+
+
+def test_server_exec_interactive_hands_over_to_ssh(project):
+    """``-i`` runs the system ``ssh -t`` on the primary host, in a terminal (``script`` gives it a pty)."""
+    if shutil.which("script") is None:
+        pytest.skip("script (util-linux) is not installed")
+    line = shlex.join([KAMALPY, "server", "exec", "-i", "-q", "echo interactive on $(hostname)"])
+    proc = subprocess.run(["script", "-qec", line, "/dev/null"], cwd=project.root, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=60,
+                          env={**os.environ, "VERSION": VERSION, "KAMAL_LOCK": "false"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"interactive on {project.sandbox.names[0]}" in proc.stdout.replace("\r", "")
 
 
 # -- deploy lock -----------------------------------------------------------------------------------
