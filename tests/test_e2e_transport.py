@@ -492,3 +492,37 @@ def test_failing_pre_connect_stops_the_command(project, own_key):
     assert error.startswith("ERROR: Hook `pre-connect` failed") and "VPN is down" in error, error
     assert {host: logins(sandbox, host, fingerprint) for host in project.hosts} == before
     assert by_host(result) == {}
+
+
+def test_reverse_port_forward_reaches_the_deploying_machine(project):
+    """A server reaches a port on the deploying machine's 127.0.0.1 through the SSH connection (local registry)."""
+    import http.server
+    import threading
+
+    from kamalpy.builtin_plugins.ssh_paramiko import ParamikoTransport
+    from kamalpy.transport import SshSettings
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server API
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"hello from the deploying machine")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    settings = SshSettings(keys=(project.sandbox.key,), keys_only=True, config=(project.sandbox.ssh_config,))
+    connection = ParamikoTransport().connect(project.primary, settings)
+    try:
+        forward = connection.forward_remote(port, "127.0.0.1", port)
+        result = connection.run(f"curl -s --max-time 10 http://localhost:{forward.remote_port}/", timeout=30)
+        assert result.stdout == "hello from the deploying machine", result
+        forward.close()
+        after = connection.run(f"curl -s --max-time 5 http://localhost:{port}/", timeout=30)
+        assert after.exit_status == 7, after  # connection refused: the forward is gone
+    finally:
+        connection.close()
+        server.shutdown()
