@@ -28,7 +28,7 @@ def ruby_string(value: Any) -> str:
     return str(value)
 
 
-def _dump_ascii(text: str) -> str:
+def ruby_dump_ascii(text: str) -> str:
     """Ruby ``String#dump`` of an ASCII-only string (with the surrounding quotes)."""
     out = []
     for i, ch in enumerate(text):
@@ -48,7 +48,7 @@ def escape_shell_value(value: Any) -> str:
     parts = []
     for run in _RUNS.findall(ruby_string(value)):
         if run.isascii():
-            dumped = _dump_ascii(run).replace("`", "\\`")
+            dumped = ruby_dump_ascii(run).replace("`", "\\`")
             parts.append(_DOLLAR_WITHOUT_EXPANSION.sub(r"\\$", dumped))
         else:
             parts.append(run)

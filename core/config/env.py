@@ -42,8 +42,10 @@ class Env:
         """``{env var: secret name}`` (``DB_PASSWORD:MAIN_DB_PASSWORD`` aliases a secret)."""
         names: dict[str, str] = {}
         for key in self.secret_keys:
-            name, _, aliased = key.partition(":")
-            names[name] = aliased or name
+            # Ruby's `name, secret = key.split(":")`: a third part ("A:B:C") is dropped
+            parts = key.split(":")
+            name = parts[0]
+            names[name] = parts[1] if len(parts) > 1 and parts[1] else name
         return names
 
     def secrets(self) -> dict[str, str]:

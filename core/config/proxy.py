@@ -152,4 +152,5 @@ class Proxy:
 
 
 def _seconds(value: Any) -> str | None:
-    return f"{value}s" if value else None
+    """Ruby's ``"#{value}s" if value``: 0 is truthy there, so it gives "0s"."""
+    return None if value is None or value is False else f"{value}s"
