@@ -526,3 +526,35 @@ def test_reverse_port_forward_reaches_the_deploying_machine(project):
     finally:
         connection.close()
         server.shutdown()
+
+
+@pytest.mark.parametrize("how", ["proxy", "proxy_command"])
+def test_jump_host_and_proxy_command(project, how):
+    """``ssh.proxy`` (a jump host) and ``ssh.proxy_command`` reach a server through another one."""
+    via, target = project.hosts[0], project.hosts[1]
+    ssh = dict(project.config["ssh"])
+    if how == "proxy":
+        ssh["proxy"] = f"root@{via}"
+    else:
+        ssh["proxy_command"] = f"ssh -F {project.sandbox.ssh_config} -W %h:%p root@{via}"
+    project.write(config={**project.config, "servers": [target], "ssh": ssh})
+    result = project.ok("server", "exec", "echo $SSH_CONNECTION")
+    # sshd on the target saw the connection come from the jump server, not from the deploying machine.
+    assert by_host(result)[target].split()[0] == via
+
+
+def test_upload_sets_the_mode_before_any_byte_is_written(project):
+    """Uploads (env files with secrets) land with their mode: 0600 stays 0600 whatever the umask."""
+    from kamalpy.builtin_plugins.ssh_paramiko import ParamikoTransport
+    from kamalpy.transport import SshSettings
+
+    settings = SshSettings(keys=(project.sandbox.key,), keys_only=True, config=(project.sandbox.ssh_config,))
+    connection = ParamikoTransport().connect(project.primary, settings)
+    path = f".kamal/{project.service}-upload-test.env"
+    try:
+        connection.run("mkdir -p .kamal")
+        connection.upload(b"SECRET=s3cr3t\n", path, 0o600)
+        result = connection.run(f"stat -c %a {path} && cat {path} && rm {path}")
+        assert result.stdout == "600\nSECRET=s3cr3t\n", result
+    finally:
+        connection.close()
