@@ -121,7 +121,9 @@ class ParamikoConnection:
                     if on_output:
                         on_output(name, chunk.decode(errors="replace"))
             if not got:
-                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                # The exit status can arrive before the last stderr bytes: wait for the channel's EOF too.
+                done = channel.exit_status_ready() and (channel.eof_received or channel.closed)
+                if done and not channel.recv_ready() and not channel.recv_stderr_ready():
                     break
                 if deadline and time.monotonic() > deadline:
                     raise TimeoutError()
