@@ -558,3 +558,16 @@ def test_upload_sets_the_mode_before_any_byte_is_written(project):
         assert result.stdout == "600\nSECRET=s3cr3t\n", result
     finally:
         connection.close()
+
+
+def test_key_data_from_a_secret(project, tmp_path):
+    """``ssh.key_data`` names a secret whose value is the private key (no key file, no ssh config)."""
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(Path(project.sandbox.known_hosts).read_text())
+    (project.root / ".kamal").mkdir(exist_ok=True)
+    (project.root / ".kamal" / "secrets").write_text(f"SSH_KEY=$(cat {project.sandbox.key})\n")
+    ssh = {"user": "root", "keys_only": True, "key_data": ["SSH_KEY"], "config": False}
+    project.write(config={**project.config, "servers": [project.primary], "ssh": ssh})
+    result = project.ok("server", "exec", "hostname", env={"HOME": str(tmp_path)})
+    assert by_host(result) == {project.primary: project.sandbox.names[0]}
+    assert "PRIVATE KEY" not in result.out + result.err
