@@ -4,7 +4,10 @@
 - ``sandbox-app:v1`` / ``:v2``: an example web app built FROM it with the legacy builder (no buildx):
   busybox httpd answering ``/up`` (``ok``) and ``/version`` (the tag); its shell traps SIGTERM, because
   busybox httpd as PID 1 ignores it and ``docker stop`` would wait for the full timeout;
-- ``caddy``: Debian's caddy binary and the libraries ``ldd`` lists, by ``docker import``.
+- ``caddy``: Debian's caddy binary and the libraries ``ldd`` lists, by ``docker import``;
+- ``basecamp/kamal-proxy:v0.9.2``: a kamal-proxy STAND-IN built FROM busybox (the real image cannot be
+  pulled here): labelled like kamal-proxy, its ``kamal-proxy`` executable records every call (one line of
+  arguments each) in ``calls.log`` of the config volume and succeeds; ``kamal-proxy run`` keeps running.
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ from pathlib import Path
 
 from kamalpy.builtin_plugins.sandbox import system
 from kamalpy.builtin_plugins.sandbox.state import SandboxError, Spec
+from kamalpy.commands.layout import PROXY_IMAGE_DEFAULT
+from kamalpy.commands.proxy import MINIMUM_VERSION
 
 APP_VERSIONS = ("v1", "v2")
 CADDY_CONFIG = '{"admin": {"listen": "0.0.0.0:2019"}}\n'  # admin API on every interface: no Host checks
+# Where the stand-in records its calls (inside the kamal-proxy-config volume Kamal mounts).
+KAMAL_PROXY_CALLS_LOG = "/home/kamal-proxy/.config/kamal-proxy/calls.log"
 
 
 def names(spec: Spec, caddy_version: str) -> dict[str, str]:
@@ -33,7 +40,13 @@ def names(spec: Spec, caddy_version: str) -> dict[str, str]:
         "app": f"{reg}/sandbox-app:v1",
         "app_v2": f"{reg}/sandbox-app:v2",
         "caddy": f"{reg}/caddy:{caddy_version}",
+        "kamal_proxy": kamal_proxy_image(spec),
     }
+
+
+def kamal_proxy_image(spec: Spec) -> str:
+    """The stand-in's tag: what ``proxy.run.registry: <sandbox registry>`` makes Kamal run."""
+    return f"{spec.registry}/{PROXY_IMAGE_DEFAULT}:{MINIMUM_VERSION}"
 
 
 def caddy_version() -> str:
@@ -153,6 +166,21 @@ def _build_app(env: dict[str, str], base: str, tag: str, version: str) -> None:
                     "-t", tag, context], env=env, timeout=300)
 
 
+def _build_kamal_proxy(env: dict[str, str], base: str, tag: str) -> None:
+    package = resources.files("kamalpy.builtin_plugins.sandbox")
+    with tempfile.TemporaryDirectory(prefix="kamalpy-sandbox-proxy-") as context:
+        Path(context, "Dockerfile").write_text(package.joinpath("files/kamal-proxy.Dockerfile").read_text())
+        Path(context, "kamal-proxy-standin.sh").write_text(package.joinpath("files/kamal-proxy-standin.sh").read_text())
+        system.run(["docker", "build", "-q", "--build-arg", f"BASE={base}", "-t", tag, context], env=env, timeout=300)
+
+
+def build_and_push_kamal_proxy(env: dict[str, str], busybox: str, tag: str) -> None:
+    """Make the kamal-proxy stand-in from the (pushed) busybox image and push it: also for a sandbox made
+    before the stand-in existed."""
+    _build_kamal_proxy(env, busybox, tag)
+    system.run(["docker", "push", "-q", tag], env=env, timeout=300)
+
+
 def build_and_push(env: dict[str, str], images: dict[str, str], auth: tuple[str, str] | None) -> None:
     """Make every image with the docker CLI env ``env`` (host or a server's dockerd) and push it."""
     if auth:
@@ -167,8 +195,9 @@ def build_and_push(env: dict[str, str], images: dict[str, str], auth: tuple[str,
             lambda: push(images["busybox"]),
             lambda: _build_app(env, images["busybox"], images["app"], APP_VERSIONS[0]),
             lambda: _build_app(env, images["busybox"], images["app_v2"], APP_VERSIONS[1]),
+            lambda: _build_kamal_proxy(env, images["busybox"], images["kamal_proxy"]),
         ])
-        push(images["app"], images["app_v2"])
+        push(images["app"], images["app_v2"], images["kamal_proxy"])
 
     def caddy() -> None:  # the big one (40 MB, its push compresses it): runs beside the others
         _import(env, images["caddy"], [

@@ -25,7 +25,8 @@ __all__ = ["ACTIVE_STATUSES", "HEALTH_LOG_FORMAT", "HEALTH_STATUS_FORMAT", "asse
            "current_running_container_id", "current_running_version", "env_file_body", "exec_container_name",
            "execute_in_existing_container", "execute_in_existing_container_over_ssh", "execute_in_new_container",
            "execute_in_new_container_over_ssh", "follow_logs", "info", "list_container_names", "list_containers",
-           "list_images", "list_versions", "logs", "make_env_directory", "remove_container", "remove_containers",
+           "list_images", "list_service_containers", "list_versions", "logs",
+           "make_env_directory", "remove_container", "remove_containers",
            "remove_images", "rename_container", "restart_policy", "run", "start", "status", "stop", "stop_args",
            "tag_latest_image", "xargs"]
 
@@ -183,6 +184,12 @@ def list_versions(role: Role, *docker_args: str, statuses: Sequence[str] = ()) -
 
 def list_containers(role: Role) -> Command:
     return docker("container", "ls", "--all", *container_filter_args(role))
+
+
+def list_service_containers(config: Configuration) -> Command:
+    """Every container of the service and destination, all roles (``app containers``: Kamal's role-less app)."""
+    filters = [f"label=service={config.service}", f"label=destination={config.destination or ''}"]
+    return docker("container", "ls", "--all", *argumentize("--filter", filters))
 
 
 def list_container_names(role: Role) -> Command:

@@ -1,0 +1,224 @@
+"""``--dry-run`` of the proxy, app and build-pull commands: Kamal 2.11's command strings, exactly.
+
+The hosts are loopback addresses with a listener on the configured SSH port: a connection attempt
+would be left pending there, and the test checks none was. Timestamps read ``<TS>``, the lock payload
+``<B64>`` (test_dry_run.py checks its layout).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+
+import pytest
+from helpers import write_project
+
+H1, H2 = "127.0.0.2", "127.0.0.3"
+PASSWORD = "pa$$w0rd-never-shown"
+PERFORMER = "deployer@example.com"
+DEPLOY_YML = f"""\
+service: app
+image: dhh/app
+servers:
+  - {H1}
+  - {H2}
+ssh:
+  port: {{port}}
+registry:
+  server: hub.docker.com
+  username: dhh
+  password: {PASSWORD}
+builder:
+  arch: amd64
+"""
+PROXY_RUN = "proxy:\n  run:\n    registry: registry:4443\n    debug: true\n    metrics_port: 9090\n"
+
+
+@pytest.fixture
+def listeners():
+    for _ in range(20):
+        first = socket.create_server((H1, 0))
+        port = first.getsockname()[1]
+        try:
+            sockets = [first, socket.create_server((H2, port))]
+            break
+        except OSError:
+            first.close()
+    else:
+        pytest.fail("no free port on both loopback addresses")
+    yield port, sockets
+    for sock in sockets:
+        sock.close()
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch, listeners):
+    def write(extra: str = "", server: str = "hub.docker.com") -> None:
+        text = DEPLOY_YML.format(port=listeners[0]).replace("server: hub.docker.com", f"server: {server}")
+        write_project(tmp_path, text + extra)
+
+    write()
+    gitconfig = tmp_path / "gitconfig"
+    gitconfig.write_text(f"[user]\n\tname = Dee Ployer\n\temail = {PERFORMER}\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("VERSION", "123")
+    monkeypatch.delenv("KAMAL_LOCK", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return write
+
+
+@pytest.fixture
+def dry(kamalpy, project, listeners):
+    def run(*args: str) -> list[str]:
+        result = kamalpy("--dry-run", *args)
+        assert result.code == 0, result.err
+        assert PASSWORD not in result.out + result.err
+        for sock in listeners[1]:
+            sock.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                sock.accept()[0].close()
+        text = re.sub(r'echo "[A-Za-z0-9+/=\\n]*" > \.kamal/lock', 'echo "<B64>" > .kamal/lock', result.out)
+        return re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "<TS>", text).splitlines()
+
+    return run
+
+
+def lines(*pairs: tuple[str, str]) -> list[str]:
+    return [f"{host}\t{command}" for host, command in pairs]
+
+
+def locked(*body: tuple[str, str]) -> list[str]:
+    return lines((H1, "/usr/bin/env mkdir -p .kamal"), (H2, "/usr/bin/env mkdir -p .kamal"),
+                 (H1, '/usr/bin/env mkdir .kamal/lock-app && echo "<B64>" > .kamal/lock-app/details'), *body,
+                 (H1, "/usr/bin/env rm .kamal/lock-app/details && rm -r .kamal/lock-app"))
+
+
+def audit(host: str, message: str) -> tuple[str, str]:
+    return (host, f'/usr/bin/env mkdir -p .kamal && echo "[<TS>] [{PERFORMER}] {message}" >> .kamal/app-audit.log')
+
+
+LEGACY_RUN = ('echo $(cat .kamal/proxy/options 2> /dev/null || echo "--publish 80:80 --publish 443:443 '
+              '--log-opt max-size=10m") $(cat .kamal/proxy/image 2> /dev/null || echo "basecamp/kamal-proxy"):'
+              '$(cat .kamal/proxy/image_version 2> /dev/null || echo "v0.9.2") $(cat .kamal/proxy/run_command '
+              '2> /dev/null || echo "") | xargs docker run --name kamal-proxy --network kamal --detach --restart '
+              'unless-stopped --volume kamal-proxy-config:/home/kamal-proxy/.config/kamal-proxy --volume '
+              '$PWD/.kamal/proxy/apps-config:/home/kamal-proxy/.apps-config')
+CONFIG_RUN = ("docker run --name kamal-proxy --network kamal --detach --restart unless-stopped --volume "
+              "kamal-proxy-config:/home/kamal-proxy/.config/kamal-proxy --volume "
+              "$PWD/.kamal/proxy/apps-config:/home/kamal-proxy/.apps-config --publish 80:80 --publish 443:443 "
+              '--log-opt max-size=10m --expose=9090 registry:4443/basecamp/kamal-proxy:v0.9.2 kamal-proxy run '
+              '--debug --metrics-port "9090"')
+
+
+def boot_host(host: str, run: str) -> list[tuple[str, str]]:
+    return [(host, "docker login hub.docker.com -u [REDACTED] --password-stdin"),
+            (host, "docker inspect kamal-proxy --format '{{.Config.Image}}' | awk -F: '{print $NF}'"),
+            (host, "/usr/bin/env mkdir -p .kamal/proxy/apps-config"),
+            (host, f"docker container start kamal-proxy || {run}")]
+
+
+@pytest.mark.parametrize("extra, run", [("", LEGACY_RUN), (PROXY_RUN, CONFIG_RUN)], ids=["boot-files", "proxy-run"])
+def test_proxy_boot(dry, project, extra, run):
+    project(extra)
+    assert dry("proxy", "boot") == locked((H1, "docker network create kamal"), (H2, "docker network create kamal"),
+                                          *boot_host(H1, run), *boot_host(H2, run))
+
+
+def test_proxy_boot_with_a_local_registry_does_not_log_in(dry, project):
+    project(server="localhost:5555")
+    assert not [line for line in dry("proxy", "boot") if "docker login" in line]
+
+
+def _stop(host: str) -> list[tuple[str, str]]:
+    return [audit(host, "Stopped proxy"), (host, "docker container stop kamal-proxy")]
+
+
+def _start(host: str) -> list[tuple[str, str]]:
+    return [audit(host, "Started proxy"), (host, "docker container start kamal-proxy")]
+
+
+def test_proxy_start_stop_restart(dry):
+    assert dry("proxy", "start") == locked(*_start(H1), *_start(H2))
+    assert dry("proxy", "stop") == locked(*_stop(H1), *_stop(H2))
+    assert dry("proxy", "restart") == locked(*_stop(H1), *_stop(H2), *_start(H1), *_start(H2))
+
+
+def test_proxy_details_and_logs(dry):
+    assert dry("proxy", "details") == lines(*((h, "docker ps --filter 'name=^kamal-proxy$'") for h in (H1, H2)))
+    assert dry("proxy", "logs") == lines(*((h, "docker logs kamal-proxy --tail 100 --timestamps 2>&1")
+                                           for h in (H1, H2)))
+    assert dry("proxy", "logs", "-s", "2h", "-g", "hello!", "-T", "-p") == lines(
+        (H1, "docker logs kamal-proxy --since 2h 2>&1 | grep 'hello!'"))
+    assert dry("proxy", "logs", "-n", "5", "-h", H2) == lines(
+        (H2, "docker logs kamal-proxy --tail 5 --timestamps 2>&1"))
+
+
+def test_proxy_remove(dry):
+    def remove(message: str, command: str) -> list[tuple[str, str]]:
+        return [item for h in (H1, H2) for item in (audit(h, message), (h, command))]
+
+    assert dry("proxy", "remove") == locked(
+        (H1, "/usr/bin/env ls .kamal/apps | wc -l"), (H2, "/usr/bin/env ls .kamal/apps | wc -l"),
+        *_stop(H1), *_stop(H2),
+        *remove("Removed proxy container",
+                "docker container prune --force --filter label=org.opencontainers.image.title=kamal-proxy"),
+        *remove("Removed proxy image",
+                "docker image prune --all --force --filter label=org.opencontainers.image.title=kamal-proxy"),
+        (H1, "/usr/bin/env rm -r .kamal/proxy"), (H2, "/usr/bin/env rm -r .kamal/proxy"))
+
+
+FILTERS = "--filter label=service=app --filter label=destination= --filter label=role=web"
+
+
+def _running(fmt: str) -> str:
+    latest = f"docker ps --latest {fmt} {FILTERS} --filter status=running --filter status=restarting"
+    ancestor = ("--filter ancestor=$(docker image ls --filter reference=hub.docker.com/dhh/app:latest "
+                "--format '{{.ID}}')")
+    return f"/usr/bin/env sh -c '{latest} {ancestor} ; {latest}' | head -1".replace("'{{", "'\\''{{").replace(
+        "}}'", "}}'\\''")
+
+
+VERSION_CMD = _running("--format '{{.Names}}'") + " | while read line; do echo ${line#app-web-}; done"
+
+
+def test_app_read_only_commands_take_no_lock(dry):
+    both = (H1, H2)
+    assert dry("app", "details") == lines(*((h, f"docker ps {FILTERS}") for h in both))
+    assert dry("app", "containers") == lines(
+        *((h, "docker container ls --all --filter label=service=app --filter label=destination=") for h in both))
+    assert dry("app", "images") == lines(*((h, "docker image ls hub.docker.com/dhh/app") for h in both))
+    assert dry("app", "version") == lines(*((h, VERSION_CMD) for h in both))
+
+
+def test_app_stale_containers(dry):
+    versions = f'docker ps {FILTERS} --format "{{{{.Names}}}}" | while read line; do echo ${{line#app-web-}}; done'
+    body = [item for h in (H1, H2) for item in ((h, versions), (h, VERSION_CMD))]
+    assert dry("app", "stale_containers") == lines(*body)
+    assert dry("app", "stale_containers", "--stop") == locked(*body)
+
+
+def test_app_logs(dry):
+    current = _running("--quiet")
+    assert dry("app", "logs", "-p") == lines((H1, f"{current} | xargs docker logs --timestamps --tail 100 2>&1"))
+    assert dry("app", "logs", "-p", "-s", "5m", "-g", "GET /", "--grep-options", "-i", "-T") == lines(
+        (H1, f"{current} | xargs docker logs --since 5m 2>&1 | grep 'GET /' -i"))
+    assert dry("app", "logs", "-h", H2, "-n", "3", "--container-id", "C137") == lines(
+        (H2, "echo C137 | xargs docker logs --timestamps --tail 3 2>&1"))
+
+
+def _pull(host: str) -> list[tuple[str, str]]:
+    image = "hub.docker.com/dhh/app:123"
+    return [audit(host, "Pulled image with version 123"), (host, f"docker image rm --force {image}"),
+            (host, f"docker pull {image}"),
+            (host, f"docker inspect -f '{{{{ .Config.Labels.service }}}}' {image} | grep -x app || "
+                   f"(echo \"Image {image} is missing the 'service' label\" && exit 1)")]
+
+
+def test_build_pull(dry):
+    login = "docker login hub.docker.com -u [REDACTED] --password-stdin"
+    mirror = "docker info --format '{{index .RegistryConfig.Mirrors 0}}'"
+    assert dry("build", "pull") == lines((H1, login), (H2, login), (H1, mirror), (H2, mirror),
+                                         *_pull(H1), *_pull(H2))
+    # One host: no mirror seeding.
+    assert dry("build", "pull", "-h", H2) == lines((H2, login), *_pull(H2))
