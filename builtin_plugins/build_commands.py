@@ -60,9 +60,7 @@ def _mirror_hosts(commander: Commander, hosts: list[str]) -> list[str]:
         try:
             return session.capture(builder_pull.first_mirror()).strip() or None
         except CommandFailed as exc:
-            # An empty stderr counts as "no mirror" too: the transport can miss stderr that arrives after
-            # the exit status. A daemon that really failed makes the pull below fail with its reason.
-            if NO_MIRROR not in str(exc) and (exc.result.stderr or "").strip():
+            if NO_MIRROR not in str(exc):
                 raise
             return None
 
