@@ -47,6 +47,8 @@ BUILTIN_PLUGINS = (
     "secret_adapters.gcp_secret_manager",
     "secret_adapters.last_pass",
     "secret_adapters.passbolt",
+    "secret_adapters.keepassxc",
+    "secret_adapters.pass_store",
     "sandbox",
     "transport_paramiko",
 )
