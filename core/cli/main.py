@@ -95,36 +95,32 @@ def _alias_command(ctx: click.Context, name: str, rest: list[str]) -> click.Comm
     return run_alias
 
 
+def _option_values(args: Sequence[str], long_: str, short: str | None = None) -> list[str]:
+    """Values of an option among arguments click has not parsed yet (``--opt V``, ``--opt=V``, ``-oV``)."""
+    values = []
+    for i, arg in enumerate(args):
+        if arg in (short, long_) and i + 1 < len(args):
+            values.append(args[i + 1])
+        elif arg.startswith(long_ + "="):
+            values.append(arg.split("=", 1)[1])
+        elif short and arg.startswith(short) and len(arg) > 2 and not arg.startswith("--"):
+            values.append(arg[2:])
+    return values
+
+
 def _prescan_config_options(args: Sequence[str], run: Run) -> tuple[str, str | None]:
     """-c/-d among not yet parsed arguments (needed to find the aliases before parsing them)."""
-    config_file, destination = run.options.config_file, run.options.destination
-    for i, arg in enumerate(args):
-        for short, long_, attr in (("-c", "--config-file", "c"), ("-d", "--destination", "d")):
-            value = None
-            if arg in (short, long_) and i + 1 < len(args):
-                value = args[i + 1]
-            elif arg.startswith(long_ + "="):
-                value = arg.split("=", 1)[1]
-            elif arg.startswith(short) and len(arg) > 2 and not arg.startswith("--"):
-                value = arg[2:]
-            if value is not None:
-                if attr == "c":
-                    config_file = value
-                else:
-                    destination = value
-    return config_file, destination
+    config_files = _option_values(args, "--config-file", "-c")
+    destinations = _option_values(args, "--destination", "-d")
+    return (config_files[-1] if config_files else run.options.config_file,
+            destinations[-1] if destinations else run.options.destination)
 
 
 def _prescan_disabled(args: Sequence[str]) -> set[str]:
+    """Plugins to leave out: needed before parsing, since plugins add the commands being parsed."""
     from kamalpy.plugins import disabled_from_env, split_names
 
-    values = []
-    for i, arg in enumerate(args):
-        if arg == "--disable-plugin" and i + 1 < len(args):
-            values.append(args[i + 1])
-        elif arg.startswith("--disable-plugin="):
-            values.append(arg.split("=", 1)[1])
-    return disabled_from_env() | split_names(values)
+    return disabled_from_env() | split_names(_option_values(args, "--disable-plugin"))
 
 
 def make_cli() -> RootGroup:
