@@ -15,6 +15,7 @@ import click
 
 from kamalpy.cli.base import current_run, group
 from kamalpy.commands import app as app_commands
+from kamalpy.commands.base import log_lines
 from kamalpy.plugin import hookimpl
 from kamalpy.transport import CommandFailed
 
@@ -22,9 +23,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.commander import Commander
     from kamalpy.config.roles import Role
     from kamalpy.execution import Session
-
-DEFAULT_LOG_LINES = 100  # Kamal's default when neither --since nor --grep is given
-
 
 @group("app")
 def app_group() -> None:
@@ -130,8 +128,7 @@ def app_logs(since: str | None, lines: int | None, grep: str | None, grep_option
              skip_timestamps: bool, container_id: str | None) -> None:
     """Show the app's log lines from the servers."""
     commander = _commander()
-    if not lines:
-        lines = None if since or grep else DEFAULT_LOG_LINES
+    lines = log_lines(lines, since, grep)
 
     def work(session: Session, role: Role) -> None:
         command = app_commands.logs(role, container_id=container_id, timestamps=not skip_timestamps, since=since,

@@ -17,15 +17,13 @@ from kamalpy.commands import docker as docker_commands
 from kamalpy.commands import proxy as proxy_commands
 from kamalpy.commands import registry as registry_commands
 from kamalpy.commands import server as server_commands
+from kamalpy.commands.base import log_lines
 from kamalpy.plugin import hookimpl
 from kamalpy.transport import CommandFailed
 
 if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.commander import Commander
     from kamalpy.execution import Session
-
-DEFAULT_LOG_LINES = 100  # Kamal's default when neither --since nor --grep is given
-
 
 @group("proxy")
 def proxy_group() -> None:
@@ -131,8 +129,7 @@ def proxy_details() -> None:
 def proxy_logs(since: str | None, lines: int | None, grep: str | None, skip_timestamps: bool) -> None:
     """Show kamal-proxy's log lines from the servers."""
     commander = _commander()
-    if not lines:
-        lines = None if since or grep else DEFAULT_LOG_LINES
+    lines = log_lines(lines, since, grep)
     command = proxy_commands.logs(timestamps=not skip_timestamps, since=since, lines=lines, grep=grep)
     commander.on(commander.specifics.proxy_hosts,
                  lambda s: commander.output.by_host(s.host, s.capture(command), kind="Proxy"))

@@ -163,3 +163,13 @@ def iso8601(now: datetime | None = None) -> str:
     if now.tzinfo is not None:
         now = now.astimezone(timezone.utc)
     return now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+DEFAULT_LOG_LINES = 100  # Kamal's default when neither --since nor --grep is given
+
+
+def log_lines(lines: int | None, since: str | None, grep: str | None) -> int | None:
+    """How many log lines to ask for: as given, else Kamal's default unless ``--since``/``--grep`` narrow it."""
+    if lines:
+        return lines
+    return None if since or grep else DEFAULT_LOG_LINES
