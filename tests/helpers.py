@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Kamal colours its errors
+
+
+def kamal_cache_dir(name: str) -> Path | None:
+    """Where a test keeps the real Kamal's answers (KAMALPY_TEST_CACHE: a directory, or "off")."""
+    setting = os.environ.get("KAMALPY_TEST_CACHE", "")
+    return None if setting == "off" else Path(setting or Path.home() / ".cache/kamalpy") / name
+
 
 KAMALPY = shutil.which("kamalpy", path=os.path.dirname(sys.executable)) or shutil.which("kamalpy")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import write_project
+from helpers import ANSI, kamal_cache_dir, write_project
 
 from kamalpy.config.gem_version import newer, segments
 from kamalpy.config.loader import RubySymbol, load_yaml, read_raw_config
@@ -32,9 +32,7 @@ from kamalpy.config.model import Configuration
 from kamalpy.errors import ConfigurationError
 
 KAMAL = shutil.which("kamal")
-_CACHE_SETTING = os.environ.get("KAMALPY_TEST_CACHE", "")
-CACHE = None if _CACHE_SETTING == "off" else Path(_CACHE_SETTING or Path.home() / ".cache/kamalpy") / "kamal-outcomes"
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+CACHE = kamal_cache_dir("kamal-outcomes")
 
 BASE = """\
 service: app
@@ -163,7 +161,7 @@ def _run_kamal(deploy_yml: str) -> str | None:
         write_project(Path(work), deploy_yml, secrets="")
         proc = subprocess.run([KAMAL, "config"], cwd=work, capture_output=True, text=True, timeout=120,
                               env={**os.environ, "VERSION": "x"})
-    output = _ANSI.sub("", proc.stdout + proc.stderr)
+    output = ANSI.sub("", proc.stdout + proc.stderr)
     match = re.search(r"ERROR \([^)]*\): (.*)", output, re.DOTALL)  # a message may span lines
     if match:
         return match.group(1).strip()

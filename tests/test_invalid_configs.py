@@ -21,12 +21,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from helpers import write_project
+from helpers import ANSI, kamal_cache_dir, write_project
 
 KAMAL = shutil.which("kamal")
-_CACHE_SETTING = os.environ.get("KAMALPY_TEST_CACHE", "")
-CACHE = None if _CACHE_SETTING == "off" else Path(_CACHE_SETTING or Path.home() / ".cache/kamalpy") / "kamal-messages"
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+CACHE = kamal_cache_dir("kamal-messages")
 
 BASE = """\
 service: app
@@ -236,7 +234,7 @@ def _run_kamal(deploy_yml: str) -> tuple[int, str]:
         _project(Path(work), deploy_yml)
         proc = subprocess.run([KAMAL, "config"], cwd=work, capture_output=True, text=True, timeout=120,
                               env={**os.environ, "VERSION": "x"})
-    output = _ANSI.sub("", proc.stdout + proc.stderr)
+    output = ANSI.sub("", proc.stdout + proc.stderr)
     match = re.search(r"ERROR \([^)]*\): (.*)", output)
     return proc.returncode, match.group(1).strip() if match else ""
 
