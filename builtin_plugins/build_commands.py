@@ -16,7 +16,7 @@ import click
 
 from kamalpy.cli.base import current_run, group
 from kamalpy.commands import auditor, builder_pull
-from kamalpy.commands import registry as registry_commands
+from kamalpy.execution import Step
 from kamalpy.plugin import hookimpl
 from kamalpy.transport import CommandFailed
 
@@ -34,11 +34,8 @@ def build_group() -> None:
 
 
 def pull(commander: Commander) -> None:
-    config = commander.config
+    """Kamal's ``build pull``: log in, pull the version and check its ``service`` label on the app hosts."""
     hosts = commander.specifics.app_hosts
-    if not config.registry.local:
-        login = registry_commands.login(config)
-        commander.on(hosts, lambda s: s.execute(login.command, stdin=login.stdin))
     with _local_registry_forwards(commander, hosts):
         first = _mirror_hosts(commander, hosts)
         if first:
@@ -57,12 +54,13 @@ def _mirror_hosts(commander: Commander, hosts: list[str]) -> list[str]:
         return []
 
     def mirror(session: Session) -> str | None:
-        try:
-            return session.capture(builder_pull.first_mirror()).strip() or None
-        except CommandFailed as exc:
-            if NO_MIRROR not in str(exc):
-                raise
+        login = commander.registry_login_step(session.host)  # Kamal logs in first: same round trip
+        result = session.script([*([login] if login else []), Step(builder_pull.first_mirror(), check=False)])[-1]
+        if not result.ok:
+            if NO_MIRROR not in result.stderr + result.stdout:
+                raise CommandFailed(result)
             return None
+        return result.stdout.strip() or None
 
     found = commander.on(hosts, mirror)
     seeds: dict[str, str] = {}
@@ -77,10 +75,11 @@ def _pull_on(commander: Commander, hosts: list[str]) -> None:
     record = auditor.record(config, f"Pulled image with version {config.version}", performer=commander.performer)
 
     def work(session: Session) -> None:
-        session.execute(record, quiet=True)
-        session.execute(builder_pull.clean(config), raise_on_non_zero=False)
-        session.execute(builder_pull.pull(config))
-        session.execute(builder_pull.validate_image(config))
+        # Kamal's commands in Kamal's order, in one round trip (the login only once per host and run).
+        login = commander.registry_login_step(session.host)
+        session.script([*([login] if login else []), Step(record, quiet=True),
+                        Step(builder_pull.clean(config), check=False), builder_pull.pull(config),
+                        builder_pull.validate_image(config)])
 
     if hosts:
         commander.on(hosts, work)

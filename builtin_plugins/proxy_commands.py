@@ -1,12 +1,14 @@
-"""Built-in plugin: ``proxy boot|start|stop|restart|details|logs|remove`` (the kamal-proxy container).
+"""Built-in plugin: ``proxy boot|reboot|start|stop|restart|details|logs|remove``, through the proxy driver.
 
 ``boot`` follows Kamal 2.11: the ``kamal`` network on every host (an existing one is fine), then on the
-proxy hosts a registry login (skipped for a local registry), the running proxy's version checked against
-the minimum, the apps-config directory, and ``docker container start kamal-proxy || docker run ...``.
+proxy hosts a registry login (once per run; skipped for a local registry) and the driver's boot (for
+kamal-proxy: the version check, the apps-config directory, ``docker container start kamal-proxy || docker
+run ...``). Audit lines, the lock and the proxy-reboot hooks are the same for every driver.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
@@ -14,11 +16,11 @@ import click
 from kamalpy.cli.base import current_run, group
 from kamalpy.commands import auditor
 from kamalpy.commands import docker as docker_commands
-from kamalpy.commands import proxy as proxy_commands
-from kamalpy.commands import registry as registry_commands
 from kamalpy.commands import server as server_commands
 from kamalpy.commands.base import log_lines
+from kamalpy.execution import Step
 from kamalpy.plugin import hookimpl
+from kamalpy.prompts import confirm
 from kamalpy.transport import CommandFailed
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @group("proxy")
 def proxy_group() -> None:
-    """Manage kamal-proxy on the servers."""
+    """Manage the proxy (kamal-proxy, or the driver ``proxy.driver`` names) on the servers."""
 
 
 def _commander() -> Commander:
@@ -38,8 +40,8 @@ def _record(commander: Commander, session: Session, line: str) -> None:
     session.execute(auditor.record(commander.config, line, performer=commander.performer), quiet=True)
 
 
-def create_network(commander: Commander) -> None:
-    """``docker network create kamal`` on every selected host; "already exists" is not an error."""
+def create_network(commander: Commander, hosts: list[str] | None = None) -> None:
+    """``docker network create kamal`` on ``hosts`` (default: every selected host); "already exists" is fine."""
     def work(session: Session) -> None:
         try:
             session.execute(docker_commands.create_network())
@@ -47,78 +49,107 @@ def create_network(commander: Commander) -> None:
             if "already exists" not in str(exc):
                 raise
 
-    commander.on(commander.hosts, work)
+    commander.on(commander.hosts if hosts is None else hosts, work)
 
 
 def boot(commander: Commander) -> None:
-    """Kamal's ``proxy boot`` (callers hold the deploy lock)."""
-    config = commander.config
-    create_network(commander)
-    login = None if config.registry.local else registry_commands.login(config)
+    """Kamal's ``proxy boot`` (callers hold the deploy lock): the network everywhere, the proxy on proxy hosts."""
+    proxy_hosts = commander.specifics.proxy_hosts
+    create_network(commander, [h for h in commander.hosts if h not in proxy_hosts])
+    driver = commander.proxy
 
     def work(session: Session) -> None:
-        if login is not None:
-            session.execute(login.command, stdin=login.stdin)
-        proxy_commands.check_minimum_version(session.capture(proxy_commands.version()))
-        session.execute(proxy_commands.ensure_apps_config_directory())
-        session.execute(proxy_commands.start_or_run(config, session.host))
+        # "already exists" is the usual answer; another failure shows in the proxy's `docker run --network`.
+        network = Step(docker_commands.create_network(), check=False)
+        login = commander.registry_login_step(session.host)
+        driver.boot(session, [network, *([login] if login else [])])
 
-    commander.on(commander.specifics.proxy_hosts, work)
+    commander.on(proxy_hosts, work)
 
 
 @proxy_group.command("boot")
 def proxy_boot() -> None:
-    """Boot kamal-proxy on the servers (start it, or run it when there is no container)."""
+    """Boot the proxy on the servers (start it, or run it when there is no container)."""
     commander = _commander()
     with commander.lock.hold():
         boot(commander)
 
 
-def _start(commander: Commander) -> None:
-    def work(session: Session) -> None:
-        _record(commander, session, "Started proxy")
-        session.execute(proxy_commands.start())
+def _on_proxy_hosts(commander: Commander, audit: str | tuple[str, ...], work: Callable[[Session], None]) -> None:
+    def per_host(session: Session) -> None:
+        for line in (audit,) if isinstance(audit, str) else audit:
+            _record(commander, session, line)
+        work(session)
 
+    commander.on(commander.specifics.proxy_hosts, per_host)
+
+
+def _start(commander: Commander) -> None:
     with commander.lock.hold():
-        commander.on(commander.specifics.proxy_hosts, work)
+        _on_proxy_hosts(commander, "Started proxy", commander.proxy.start)
 
 
 def _stop(commander: Commander) -> None:
-    def work(session: Session) -> None:
-        _record(commander, session, "Stopped proxy")
-        session.execute(proxy_commands.stop(), raise_on_non_zero=False)
-
     with commander.lock.hold():
-        commander.on(commander.specifics.proxy_hosts, work)
+        _on_proxy_hosts(commander, "Stopped proxy", commander.proxy.stop)
 
 
 @proxy_group.command("start")
 def proxy_start() -> None:
-    """Start the existing kamal-proxy container on the servers."""
+    """Start the existing proxy container on the servers."""
     _start(_commander())
 
 
 @proxy_group.command("stop")
 def proxy_stop() -> None:
-    """Stop the kamal-proxy container on the servers."""
+    """Stop the proxy container on the servers."""
     _stop(_commander())
 
 
 @proxy_group.command("restart")
 def proxy_restart() -> None:
-    """Stop, then start the kamal-proxy container on the servers."""
+    """Stop, then start the proxy container on the servers."""
     commander = _commander()
     with commander.lock.hold():
         _stop(commander)
         _start(commander)
 
 
+@proxy_group.command("reboot")
+@click.option("--rolling", is_flag=True, help="Reboot the proxy on one server at a time.")
+@click.option("-y", "--confirmed", is_flag=True, help="Do not ask for confirmation.")
+def proxy_reboot(rolling: bool, confirmed: bool) -> None:
+    """Replace the proxy container by a new one (a brief outage on each server)."""
+    commander = _commander()
+    if not confirm("This will cause a brief outage on each host. Are you sure?", confirmed):
+        return
+    hosts = commander.specifics.proxy_hosts
+    groups = [[host] for host in hosts] if rolling else [hosts]
+    driver = commander.proxy
+
+    def work(session: Session) -> None:
+        audit = Step(auditor.record(commander.config, "Rebooted proxy", performer=commander.performer), quiet=True)
+        login = commander.registry_login_step(session.host)
+        driver.reboot(session, [audit, *([login] if login else [])])
+
+    with commander.lock.hold():
+        for group in groups:
+            commander.run_hook("pre-proxy-reboot", hosts=group)
+            commander.output.say(f"Rebooting proxy on {', '.join(group)}...")
+            commander.on(group, work)
+            commander.run_hook("post-proxy-reboot", hosts=group)
+
+
 @proxy_group.command("details")
 def proxy_details() -> None:
-    """Show the kamal-proxy container of each server."""
-    commander = _commander()
+    """Show the proxy container of each server."""
+    details(_commander())
+
+
+def details(commander: Commander) -> None:
+    driver = commander.proxy
     commander.on(commander.specifics.proxy_hosts,
-                 lambda s: commander.output.by_host(s.host, s.capture(proxy_commands.info()), kind="Proxy"))
+                 lambda s: commander.output.by_host(s.host, driver.details(s), kind="Proxy"))
 
 
 @proxy_group.command("logs")
@@ -130,9 +161,9 @@ def proxy_logs(since: str | None, lines: int | None, grep: str | None, skip_time
     """Show kamal-proxy's log lines from the servers."""
     commander = _commander()
     lines = log_lines(lines, since, grep)
-    command = proxy_commands.logs(timestamps=not skip_timestamps, since=since, lines=lines, grep=grep)
-    commander.on(commander.specifics.proxy_hosts,
-                 lambda s: commander.output.by_host(s.host, s.capture(command), kind="Proxy"))
+    driver = commander.proxy
+    commander.on(commander.specifics.proxy_hosts, lambda s: commander.output.by_host(
+        s.host, driver.logs(s, timestamps=not skip_timestamps, since=since, lines=lines, grep=grep), kind="Proxy"))
 
 
 def _removal_allowed(commander: Commander, force: bool) -> bool:
@@ -154,23 +185,18 @@ def _removal_allowed(commander: Commander, force: bool) -> bool:
 @click.option("--force", is_flag=True, help="Remove the proxy even when apps are still installed.")
 def proxy_remove(force: bool) -> None:
     """Remove the kamal-proxy container, image and directory from the servers."""
-    commander = _commander()
-    hosts = commander.specifics.proxy_hosts
+    remove_proxy(_commander(), force)
 
-    def step(line: str, command: list[str], raise_on_non_zero: bool = True, audit: bool = True) -> None:
-        def work(session: Session) -> None:
-            if audit:
-                _record(commander, session, line)
-            session.execute(command, raise_on_non_zero=raise_on_non_zero)
 
-        commander.on(hosts, work)
-
+def remove_proxy(commander: Commander, force: bool) -> None:
+    """Kamal's ``proxy remove``: stop, container, image, files; skipped while other apps use the proxy."""
     with commander.lock.hold():
         if _removal_allowed(commander, force):
+            driver = commander.proxy
             _stop(commander)
-            step("Removed proxy container", proxy_commands.remove_container())
-            step("Removed proxy image", proxy_commands.remove_image())
-            step("", proxy_commands.remove_proxy_directory(), raise_on_non_zero=False, audit=False)
+            _on_proxy_hosts(commander, "Removed proxy container", driver.remove_container)
+            _on_proxy_hosts(commander, "Removed proxy image", driver.remove_image)
+            _on_proxy_hosts(commander, (), driver.remove_files)
 
 
 @hookimpl

@@ -6,11 +6,16 @@ command line, in no process list, log or dry-run output.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from kamalpy.cli.base import current_run, group
 from kamalpy.commands import registry as registry_commands
 from kamalpy.plugin import hookimpl
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kamalpy.commander import Commander
 
 _skip_local = click.option("-L", "--skip-local", is_flag=True, help="Skip the deploying machine.")
 _skip_remote = click.option("-R", "--skip-remote", is_flag=True, help="Skip the servers.")
@@ -45,6 +50,14 @@ def registry_logout(skip_local: bool, skip_remote: bool) -> None:
         commander.executor.local().execute(command)
     if not skip_remote:
         commander.on(commander.hosts, lambda s: s.execute(command))
+
+
+def logout_servers(commander: Commander) -> None:
+    """``docker logout`` on the servers (``remove`` does this; a local registry has no login to undo)."""
+    if commander.config.registry.local:
+        return
+    command = registry_commands.logout(commander.config)
+    commander.on(commander.hosts, lambda s: s.execute(command))
 
 
 @hookimpl

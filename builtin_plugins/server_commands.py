@@ -13,9 +13,11 @@ from kamalpy.commands import docker as docker_commands
 from kamalpy.commands import server as server_commands
 from kamalpy.commands.ssh import run_over_ssh
 from kamalpy.errors import KamalpyError
+from kamalpy.execution import Step
 from kamalpy.plugin import hookimpl
 
 if TYPE_CHECKING:  # pragma: no cover
+    from kamalpy.commander import Commander
     from kamalpy.execution import Session
 
 
@@ -53,18 +55,24 @@ def server_exec(interactive: bool, cmd: tuple[str, ...]) -> None:
 @server_group.command("bootstrap")
 def server_bootstrap() -> None:
     """Set up Docker to run Kamal apps (and the run directory)."""
-    commander = current_run().commander
+    bootstrap(current_run().commander)
+
+
+def bootstrap(commander: Commander) -> None:
+    """Kamal's ``server bootstrap``: Docker installed where missing (as root), the run directory, docker-setup."""
     missing: list[str] = []
 
     def work(session: Session) -> None:
-        if not session.test(docker_commands.installed()):
-            if session.test(docker_commands.superuser()):
-                commander.output.info(f"Missing Docker on {session.host}. Installing...")
-                session.execute(docker_commands.install())
-            else:
-                missing.append(session.host)
-                return
-        session.execute(server_commands.ensure_run_directory())
+        # Usually Docker is there: the check and the run directory in one round trip.
+        installed, _ = session.script([Step(docker_commands.installed(), check=False),
+                                       server_commands.ensure_run_directory()])
+        if installed.ok:
+            return
+        if session.test(docker_commands.superuser()):
+            commander.output.info(f"Missing Docker on {session.host}. Installing...")
+            session.execute(docker_commands.install())
+        else:
+            missing.append(session.host)
 
     with commander.lock.hold():
         hosts = commander.hosts

@@ -10,12 +10,13 @@ from __future__ import annotations
 import functools
 import getpass
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 from kamalpy.errors import KamalpyError
-from kamalpy.execution import Executor, Session
+from kamalpy.execution import Executor, Session, Step
 from kamalpy.output import Output
 from kamalpy.transport import SshSettings
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.config.model import Configuration
     from kamalpy.config.specifics import Specifics
     from kamalpy.locking import DeployLock
+    from kamalpy.proxy_driver import ProxyDriver
 
 T = TypeVar("T")
 
@@ -65,6 +67,8 @@ class Commander:
         self._lock: DeployLock | None = None
         self.connected = False
         self.started = time.monotonic()
+        self._logged_in: set[str] = set()
+        self._login_lock = threading.Lock()
 
     @property
     def config(self) -> Configuration:
@@ -125,6 +129,13 @@ class Commander:
             self._lock = DeployLock(self)
         return self._lock
 
+    @functools.cached_property
+    def proxy(self) -> ProxyDriver:
+        """The proxy driver ``proxy.driver`` names (``kamal-proxy`` by default)."""
+        from kamalpy.proxy_driver import proxy_driver
+
+        return proxy_driver(self)
+
     def on(self, hosts: Iterable[str], work: Callable[[Session], T]) -> dict[str, T]:
         self.pre_connect()
         return self.executor.on(list(hosts), work)
@@ -159,6 +170,27 @@ class Commander:
         context = HookContext(name=name, commander=self,
                               env_factory=lambda: self.hook_env(hosts=hosts, secrets=secrets, extra=extra))
         self.run.hooks.kamal_hook(context)
+
+    def registry_login(self, session: Session) -> None:
+        """``docker login`` on the session's host, once per run (the password goes on stdin)."""
+        step = self.registry_login_step(session.host)
+        if step is not None:
+            session.execute(step.command, stdin=step.stdin)
+
+    def registry_login_step(self, host: str) -> Step | None:
+        """The ``docker login`` step for ``host``, or None: a local registry needs none, and once per run is enough.
+
+        Kamal logs in again before each step that pulls; Docker keeps the credentials on the server, so
+        once per host and run has the same effect with fewer round trips.
+        """
+        from kamalpy.commands import registry as registry_commands
+
+        with self._login_lock:
+            if self.config.registry.local or host in self._logged_in:
+                return None
+            self._logged_in.add(host)
+        login = registry_commands.login(self.config)
+        return Step(login.command, stdin=login.stdin)
 
     def on_primary(self, work: Callable[[Session], T]) -> T:
         # Through self.on so that the pre-connect hook also runs before a primary-only first connection.

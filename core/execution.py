@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import os
 import random
+import re
+import secrets
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TypeVar
 
 from kamalpy.errors import HostErrors, KamalpyError
@@ -36,6 +40,42 @@ def _rendered(command: Cmd, env: Mapping[str, object] | None) -> tuple[str, str]
     from kamalpy.commands.base import render
 
     return render(command, env), render(command, env, redact=True)
+
+
+@dataclass
+class Step:
+    """One command of a :meth:`Session.script`.
+
+    ``check``: a non-zero exit ends the script and raises; otherwise the script goes on (the step's
+    status is in its result). ``quiet``: shown at debug verbosity only (Kamal's audit lines).
+    """
+
+    command: Cmd
+    check: bool = True
+    quiet: bool = False
+    env: Mapping[str, object] | None = None
+    stdin: bytes | None = None  # what the command reads (a password); at most one step of a script reads stdin
+
+
+@dataclass
+class WriteFile:
+    """A file written by a script from the channel's standard input: its content is on no command line.
+
+    Created with umask 077 before ``chmod``, so a secret file is never readable by others, not even briefly.
+    """
+
+    data: bytes
+    path: str
+    mode: int = 0o600
+
+
+def _quote(text: str) -> str:
+    from kamalpy.commands.base import shell_quote_single
+
+    return shell_quote_single(text)
+
+
+_STEP_END = re.compile(r"\n(@@kamalpy-[0-9a-f]+):(\d+):(\d+)\n")
 
 
 class Session:
@@ -62,6 +102,7 @@ class Session:
         def show(stream: str, text: str) -> None:
             ex.output.remote_output(self.host, tag, text)
 
+        ex.count(self.host)
         result = self._run(command, stdin, timeout or ex.command_timeout, show if ex.output.verbose else None)
         ex.output.finish(self.host, tag, time.monotonic() - started, result.exit_status, debug=quiet)
         if raise_on_non_zero and not result.ok:
@@ -79,6 +120,68 @@ class Session:
     def test(self, command: Cmd, **kwargs: object) -> bool:
         return self.execute(command, raise_on_non_zero=False, **kwargs).ok  # type: ignore[arg-type]
 
+    def script(self, steps: Sequence[Step | WriteFile | Cmd]) -> list[CommandResult]:
+        """Run ``steps`` one after another in ONE round trip (one exec channel); results of the steps run.
+
+        Each step is shown (and printed in a dry run) as if it ran alone, so the output reads like Kamal's
+        command sequence; only the number of round trips differs. The first failing checked step raises
+        :class:`CommandFailed` for that step, and the steps after it do not run.
+        """
+        ex = self.executor
+        items = [s if isinstance(s, (Step, WriteFile)) else Step(s) for s in steps]
+        if sum(isinstance(s, WriteFile) or s.stdin is not None for s in items) > 1:
+            raise ValueError("at most one step of a script reads its standard input")
+        shown = [self._shown(item) for item in items]
+        if ex.dry_run:
+            for item, display in zip(items, shown, strict=True):
+                ex.output.dry_run(self.host, display, kind="upload" if isinstance(item, WriteFile) else "")
+            return [CommandResult(self.host, display, 0) for display in shown]
+        marker = f"@@kamalpy-{secrets.token_hex(6)}"
+        lines, stdin = [], None
+        for index, item in enumerate(items):
+            if isinstance(item, WriteFile):
+                stdin = item.data
+                path = _quote(item.path)
+                body = f"(umask 077 && cat > {path} && chmod {item.mode:04o} {path})"
+                check = True
+            else:
+                body = "{ " + _rendered(item.command, item.env)[0] + " ; }"
+                if item.stdin is None:
+                    body += " </dev/null"
+                else:
+                    stdin = item.stdin
+                check = item.check
+            end = f"printf '\\n{marker}:{index}:%s\\n' $s"
+            lines.append(f"{body}; s=$?; {end}; {end} >&2" + ("; [ $s = 0 ] || exit $s" if check else ""))
+        tags = [ex.output.start(self.host, display, debug=getattr(item, "quiet", False))
+                for item, display in zip(items, shown, strict=True)]
+        started = time.monotonic()
+        ex.count(self.host)
+        raw = self._run("\n".join(lines), stdin, ex.command_timeout, None)
+        seconds = time.monotonic() - started
+        outs, errs = _split_steps(raw.stdout, marker), _split_steps(raw.stderr, marker)
+        results: list[CommandResult] = []
+        for index, (item, display, tag) in enumerate(zip(items, shown, tags, strict=True)):
+            if index not in outs:
+                # No failing checked step came before (it would have raised): the shell itself died.
+                raise CommandFailed(CommandResult(self.host, display, raw.exit_status or 1, raw.stdout, raw.stderr),
+                                    shown_command=display)
+            status, out = outs[index]
+            result = CommandResult(self.host, display, status, out, errs.get(index, (0, ""))[1])
+            results.append(result)
+            quiet = getattr(item, "quiet", False)
+            if ex.output.verbose and (out or result.stderr):
+                ex.output.remote_output(self.host, tag, out + result.stderr)
+            ex.output.finish(self.host, tag, seconds, status, debug=quiet)
+            if status != 0 and (isinstance(item, WriteFile) or item.check):
+                raise CommandFailed(result, shown_command=display)
+        return results
+
+    def _shown(self, item: Step | WriteFile) -> str:
+        if isinstance(item, WriteFile):
+            return f"upload {item.path} mode {item.mode:04o} ({len(item.data)} bytes)"
+        return _rendered(item.command, item.env)[1]
+
     def upload(self, data: bytes, remote_path: str, mode: int = 0o644) -> None:
         ex = self.executor
         if ex.dry_run:
@@ -86,8 +189,20 @@ class Session:
             return
         tag = ex.output.start(self.host, f"upload {remote_path} (mode {mode:04o})")
         started = time.monotonic()
+        ex.count(self.host)
         ex.connection(self.host).upload(data, remote_path, mode)
         ex.output.finish(self.host, tag, time.monotonic() - started, 0)
+
+
+def _split_steps(text: str, marker: str) -> dict[int, tuple[int, str]]:
+    """``{step: (status, output)}`` from a script's stream, cut at the markers each step printed."""
+    found: dict[int, tuple[int, str]] = {}
+    position = 0
+    for match in _STEP_END.finditer(text):
+        if match.group(1) == marker:
+            found[int(match.group(2))] = (int(match.group(3)), text[position:match.start()])
+            position = match.end()
+    return found
 
 
 LOCAL = "local"
@@ -131,6 +246,11 @@ class Executor:
         self._lock = threading.Lock()
         self._host_locks: dict[str, threading.Lock] = {}
         self._starts = threading.BoundedSemaphore(max(1, settings.max_concurrent_starts))
+        self.round_trips: Counter[str] = Counter()  # commands sent per host (a script counts once)
+
+    def count(self, host: str) -> None:
+        with self._lock:
+            self.round_trips[host] += 1
 
     def connection(self, host: str) -> Connection:
         with self._lock:
@@ -158,6 +278,8 @@ class Executor:
     def on(self, hosts: Sequence[str] | Iterable[str], work: Callable[[Session], T]) -> dict[str, T]:
         """Run ``work`` for each host in parallel; raise :class:`HostErrors` naming every failed host."""
         hosts = list(dict.fromkeys(hosts))
+        if not hosts:
+            return {}
         results: dict[str, T] = {}
         errors: dict[str, BaseException] = {}
         if len(hosts) == 1 or self.dry_run:

@@ -84,6 +84,19 @@ def kamalpy_transports() -> dict[str, Any]:
 
 
 @hookspec
+def kamalpy_proxy_drivers() -> dict[str, Any]:
+    """Offer proxy drivers (what routes traffic to the app containers on a server) by name.
+
+    Fires: when a command first needs the proxy (``proxy ...``, ``deploy``, ``app boot``, ``remove``...).
+    Arguments: none.
+    Returns: ``{name: driver_class}``; the class is a :class:`kamalpy.proxy_driver.ProxyDriver` subclass,
+    instantiated with the :class:`kamalpy.commander.Commander`. ``proxy.driver`` in the configuration
+    picks one (default ``kamal-proxy``); built in are ``kamal-proxy`` and ``caddy``.
+    Not firstresult; when two plugins offer the same name, the override rule above decides.
+    """
+
+
+@hookspec
 def kamalpy_register_commands(cli: click.Group) -> None:
     """Add CLI commands or command groups.
 

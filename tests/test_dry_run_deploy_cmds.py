@@ -121,8 +121,10 @@ def boot_host(host: str, run: str) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("extra, run", [("", LEGACY_RUN), (PROXY_RUN, CONFIG_RUN)], ids=["boot-files", "proxy-run"])
 def test_proxy_boot(dry, project, extra, run):
     project(extra)
-    assert dry("proxy", "boot") == locked((H1, "docker network create kamal"), (H2, "docker network create kamal"),
-                                          *boot_host(H1, run), *boot_host(H2, run))
+    # Kamal's commands in Kamal's order on each host (hosts run in parallel; kamalpy sends the network, the
+    # login and the version check in one round trip, so a dry run lists them host by host).
+    assert dry("proxy", "boot") == locked((H1, "docker network create kamal"), *boot_host(H1, run),
+                                          (H2, "docker network create kamal"), *boot_host(H2, run))
 
 
 def test_proxy_boot_with_a_local_registry_does_not_log_in(dry, project):
@@ -218,7 +220,76 @@ def _pull(host: str) -> list[tuple[str, str]]:
 def test_build_pull(dry):
     login = "docker login hub.docker.com -u [REDACTED] --password-stdin"
     mirror = "docker info --format '{{index .RegistryConfig.Mirrors 0}}'"
-    assert dry("build", "pull") == lines((H1, login), (H2, login), (H1, mirror), (H2, mirror),
+    # Per host in Kamal's order (the login and the mirror query share a round trip).
+    assert dry("build", "pull") == lines((H1, login), (H1, mirror), (H2, login), (H2, mirror),
                                          *_pull(H1), *_pull(H2))
     # One host: no mirror seeding.
     assert dry("build", "pull", "-h", H2) == lines((H2, login), *_pull(H2))
+
+
+# -- deploy: Kamal's command trace (kamal.md 8.8) host by host -------------------------------------
+
+IMAGE = "hub.docker.com/dhh/app:123"
+CONTAINER_ID = "docker container ls --all --filter 'name=^app-web-123$' --quiet"
+KAMAL_PROXY_DEPLOY = ('docker exec kamal-proxy kamal-proxy deploy app-web --target="<container id>:80" '
+                      '--deploy-timeout="30s" --drain-timeout="30s" --buffer-requests --buffer-responses '
+                      '--log-request-header="Cache-Control" --log-request-header="Last-Modified" '
+                      '--log-request-header="User-Agent"')
+
+
+def _docker_run(host: str) -> str:
+    return ("docker run --detach --restart unless-stopped --name app-web-123 --network kamal "
+            f"--hostname {host}-<HEX> --env KAMAL_CONTAINER_NAME=\"app-web-123\" --env KAMAL_VERSION=\"123\" "
+            f"--env KAMAL_HOST=\"{host}\" --env-file .kamal/apps/app/env/roles/web.env "
+            '--log-opt max-size="10m" --label service="app" --label role="web" --label destination '
+            f"{IMAGE}")
+
+
+def _deploy_trace(host: str, lock: bool) -> list[tuple[str, str]]:
+    """What Kamal 2.11 runs on ``host`` for ``deploy -P`` (kamal.md 8.8), where kamalpy differs on purpose:
+    one ``docker login`` per host and run (Kamal logs in again before booting the proxy), with the password
+    on stdin. The dry run knows no current version, so no old container is stopped."""
+    versions = f'docker ps {FILTERS} --format "{{{{.Names}}}}" | while read line; do echo ${{line#app-web-}}; done'
+    return [(host, "docker login hub.docker.com -u [REDACTED] --password-stdin"),
+            (host, "docker info --format '{{index .RegistryConfig.Mirrors 0}}'"), *_pull(host),
+            (host, "/usr/bin/env mkdir -p .kamal"),
+            *([(host, '/usr/bin/env mkdir .kamal/lock-app && echo "<B64>" > .kamal/lock-app/details')] if lock
+              else []),
+            (host, "docker network create kamal"),
+            (host, "docker inspect kamal-proxy --format '{{.Config.Image}}' | awk -F: '{print $NF}'"),
+            (host, "/usr/bin/env mkdir -p .kamal/proxy/apps-config"),
+            (host, f"docker container start kamal-proxy || {LEGACY_RUN}"),
+            (host, versions), (host, VERSION_CMD),
+            (host, CONTAINER_ID), (host, VERSION_CMD),
+            audit(host, "[web] Booted app version 123"),
+            (host, "/usr/bin/env mkdir -p .kamal/apps/app/env/roles"),
+            (host, "upload\tupload .kamal/apps/app/env/roles/web.env mode 0600 (1 bytes)"),  # an empty env: "\\n"
+            (host, _docker_run(host)), (host, CONTAINER_ID), (host, KAMAL_PROXY_DEPLOY),
+            audit(host, f"Tagging {IMAGE} as the latest image"),
+            (host, f"docker tag {IMAGE} hub.docker.com/dhh/app:latest"),
+            audit(host, "Pruned containers"),
+            (host, "docker ps -q -a --filter label=service=app --filter status=created --filter status=exited "
+                   "--filter status=dead | tail -n +6 | while read container_id; do docker rm $container_id; done"),
+            audit(host, "Pruned images"),
+            (host, "docker image prune --force --filter label=service=app"),
+            (host, "docker image ls --filter label=service=app --format '{{.ID}} {{.Repository}}:{{.Tag}}' | "
+                   "grep -v -w \"$(docker container ls -a --format '{{.Image}}\\|' --filter label=service=app | "
+                   "tr -d '\\n')hub.docker.com/dhh/app:latest\\|hub.docker.com/dhh/app:<none>\" | "
+                   "while read image tag; do docker rmi $tag; done"),
+            *([(host, "/usr/bin/env rm .kamal/lock-app/details && rm -r .kamal/lock-app")] if lock else [])]
+
+
+def per_host(found: list[str]) -> dict[str, list[str]]:
+    hosts: dict[str, list[str]] = {}
+    for line in found:
+        host, command = line.split("\t", 1)
+        hosts.setdefault(host, []).append(f"{host}\t{command}")
+    return hosts
+
+
+def test_deploy_runs_kamals_commands_on_each_host(dry):
+    found = [re.sub(r"--hostname (\S+)-[0-9a-f]{12} ", r"--hostname \1-<HEX> ", line)
+             for line in dry("deploy", "-P")]
+    hosts = per_host(found)
+    assert hosts[H1] == lines(*_deploy_trace(H1, lock=True))
+    assert hosts[H2] == lines(*_deploy_trace(H2, lock=False))

@@ -90,6 +90,15 @@ class Sandbox:
         return subprocess.run(["docker", *args], env=self.docker_env(host), capture_output=True, text=True,
                               check=check, input=input, timeout=timeout)
 
+    def app_image(self, service: str, image: str | None = None) -> str:
+        """Push the sandbox app (v1, v2, v3) as ``<registry>/<image or service>:vN`` labelled for ``service``.
+
+        Returns the repository; deploy with ``service: SERVICE``, ``image: IMAGE`` and ``-P``.
+        """
+        from kamalpy.builtin_plugins.sandbox import images as sandbox_images
+
+        return sandbox_images.service_images(client_env(self.spec), self.registry, image or service, service)
+
     def ssh_args(self, host: str | int) -> list[str]:
         return ["ssh", "-F", self.ssh_config, f"root@{self.server(host)['address']}"]
 

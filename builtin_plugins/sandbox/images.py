@@ -3,7 +3,8 @@
 - ``busybox``: busybox-static plus its applet links, by ``docker import`` of a tar made here;
 - ``sandbox-app:v1`` / ``:v2``: an example web app built FROM it with the legacy builder (no buildx):
   busybox httpd answering ``/up`` (``ok``) and ``/version`` (the tag); its shell traps SIGTERM, because
-  busybox httpd as PID 1 ignores it and ``docker stop`` would wait for the full timeout;
+  busybox httpd as PID 1 ignores it, and drains (listener closed, 1 s, exit 0) as a real app server does;
+  ``:v3`` is the same app without ``/up``: a release whose health check fails;
 - ``caddy``: Debian's caddy binary and the libraries ``ldd`` lists, by ``docker import``;
 - ``basecamp/kamal-proxy:v0.9.2``: a kamal-proxy STAND-IN built FROM busybox (the real image cannot be
   pulled here): labelled like kamal-proxy, its ``kamal-proxy`` executable records every call (one line of
@@ -27,7 +28,8 @@ from kamalpy.builtin_plugins.sandbox.state import SandboxError, Spec
 from kamalpy.commands.layout import PROXY_IMAGE_DEFAULT
 from kamalpy.commands.proxy import MINIMUM_VERSION
 
-APP_VERSIONS = ("v1", "v2")
+APP_VERSIONS = ("v1", "v2", "v3")
+UNHEALTHY_VERSIONS = ("v3",)
 CADDY_CONFIG = '{"admin": {"listen": "0.0.0.0:2019"}}\n'  # admin API on every interface: no Host checks
 # Where the stand-in records its calls (inside the kamal-proxy-config volume Kamal mounts).
 KAMAL_PROXY_CALLS_LOG = "/home/kamal-proxy/.config/kamal-proxy/calls.log"
@@ -39,6 +41,7 @@ def names(spec: Spec, caddy_version: str) -> dict[str, str]:
         "busybox": f"{reg}/busybox:latest",
         "app": f"{reg}/sandbox-app:v1",
         "app_v2": f"{reg}/sandbox-app:v2",
+        "app_v3": f"{reg}/sandbox-app:v3",
         "caddy": f"{reg}/caddy:{caddy_version}",
         "kamal_proxy": kamal_proxy_image(spec),
     }
@@ -162,8 +165,9 @@ def _build_app(env: dict[str, str], base: str, tag: str, version: str) -> None:
     with tempfile.TemporaryDirectory(prefix="kamalpy-sandbox-app-") as context:
         Path(context, "Dockerfile").write_text(package.joinpath("files/app.Dockerfile").read_text())
         Path(context, "app-start.sh").write_text(package.joinpath("files/app-start.sh").read_text())
+        healthy = "0" if version in UNHEALTHY_VERSIONS else "1"
         system.run(["docker", "build", "-q", "--build-arg", f"BASE={base}", "--build-arg", f"VERSION={version}",
-                    "-t", tag, context], env=env, timeout=300)
+                    "--build-arg", f"HEALTHY={healthy}", "-t", tag, context], env=env, timeout=300)
 
 
 def _build_kamal_proxy(env: dict[str, str], base: str, tag: str) -> None:
@@ -181,6 +185,25 @@ def build_and_push_kamal_proxy(env: dict[str, str], busybox: str, tag: str) -> N
     system.run(["docker", "push", "-q", tag], env=env, timeout=300)
 
 
+def service_images(env: dict[str, str], registry: str, image: str, service: str,
+                   versions: tuple[str, ...] = APP_VERSIONS) -> str:
+    """Tag the sandbox app as ``<registry>/<image>:<version>`` with the ``service`` label Kamal's pull checks.
+
+    A deploy of a configuration with ``service: SERVICE`` and ``image: IMAGE`` can then pull every version
+    (``-P``) without a builder. Returns the repository. Each tag is a label layer on the app: quick.
+    """
+    repository = f"{registry}/{image}"
+
+    def make(version: str) -> None:
+        dockerfile = f"FROM {registry}/sandbox-app:{version}\nLABEL service=\"{service}\"\n"
+        system.run(["docker", "build", "-q", "-t", f"{repository}:{version}", "-"], input=dockerfile, env=env,
+                   timeout=300)
+        system.run(["docker", "push", "-q", f"{repository}:{version}"], env=env, timeout=300)
+
+    system.parallel(make, versions)
+    return repository
+
+
 def build_and_push(env: dict[str, str], images: dict[str, str], auth: tuple[str, str] | None) -> None:
     """Make every image with the docker CLI env ``env`` (host or a server's dockerd) and push it."""
     if auth:
@@ -195,9 +218,10 @@ def build_and_push(env: dict[str, str], images: dict[str, str], auth: tuple[str,
             lambda: push(images["busybox"]),
             lambda: _build_app(env, images["busybox"], images["app"], APP_VERSIONS[0]),
             lambda: _build_app(env, images["busybox"], images["app_v2"], APP_VERSIONS[1]),
+            lambda: _build_app(env, images["busybox"], images["app_v3"], APP_VERSIONS[2]),
             lambda: _build_kamal_proxy(env, images["busybox"], images["kamal_proxy"]),
         ])
-        push(images["app"], images["app_v2"], images["kamal_proxy"])
+        push(images["app"], images["app_v2"], images["app_v3"], images["kamal_proxy"])
 
     def caddy() -> None:  # the big one (40 MB, its push compresses it): runs beside the others
         _import(env, images["caddy"], [

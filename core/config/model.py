@@ -29,7 +29,7 @@ from kamalpy.config.env import Env
 from kamalpy.config.gem_version import newer as version_newer
 from kamalpy.config.loader import RubySymbol
 from kamalpy.config.options import Logging
-from kamalpy.config.proxy import Proxy, validate_proxy
+from kamalpy.config.proxy import DEFAULT_PROXY_DRIVER, PROXY_ROOT_ONLY_KEYS, Proxy, validate_proxy
 from kamalpy.config.registry import Registry
 from kamalpy.config.roles import Role, role_names
 from kamalpy.config.ssh import Ssh, Sshkit
@@ -111,6 +111,7 @@ class Configuration:
         self._ensure_valid_service_name()
         self._ensure_no_traefik_reboot_hooks()
         self._ensure_valid_role_proxies()
+        self._ensure_driver_only_in_root_proxy()
         self._ensure_unique_hosts_for_ssl_roles()
         self._ensure_local_registry_remote_builder_has_ssh_url()
         self._ensure_no_conflicting_proxy_runs()
@@ -437,6 +438,21 @@ class Configuration:
                 # Kamal checks the merged proxy again, under the root's name.
                 validate_proxy(proxy.raw, "proxy")
             role.ensure_one_host_for_ssl()
+
+    def _ensure_driver_only_in_root_proxy(self) -> None:
+        # One proxy container per host serves every role and accessory on it, so one driver for all.
+        sections = [(f"servers/{role.name}/proxy", role.settings.get("proxy")) for role in self.roles]
+        sections += [(f"{acc.context}/proxy", acc.raw.get("proxy")) for acc in self.accessories]
+        for context, raw in sections:
+            if isinstance(raw, Mapping):
+                for key in PROXY_ROOT_ONLY_KEYS:
+                    if key in raw:
+                        raise ConfigurationError(f"{context}/{key}: can only be set in the root proxy section")
+
+    @property
+    def proxy_driver(self) -> str:
+        """The proxy driver's name (kamalpy's ``proxy.driver``; ``kamal-proxy`` by default)."""
+        return str(self.proxy.raw.get("driver") or DEFAULT_PROXY_DRIVER)
 
     def _ensure_unique_hosts_for_ssl_roles(self) -> None:
         hosts = [h for role in self.roles if role.ssl for h in role.proxy.hosts]  # type: ignore[union-attr]

@@ -9,6 +9,8 @@ from kamalpy.config.args import is_present
 from kamalpy.errors import ConfigurationError
 
 DEFAULT_APP_PORT = 80
+DEFAULT_PROXY_DRIVER = "kamal-proxy"
+PROXY_ROOT_ONLY_KEYS = ("driver", "caddy")  # kamalpy keys: one proxy per host, so set once for all
 DEFAULT_LOG_REQUEST_HEADERS = ("Cache-Control", "Last-Modified", "User-Agent")
 # Where kamal-proxy sees the per-app config directory (bind mount of .kamal/proxy/apps-config).
 APPS_CONFIG_CONTAINER_DIRECTORY = "/home/kamal-proxy/.apps-config"

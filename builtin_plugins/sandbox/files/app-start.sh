@@ -1,11 +1,13 @@
 #!/bin/sh
 # The sandbox's example web app: busybox httpd answering /up ("ok") and /version ($APP_VERSION).
-# This shell stays PID 1 and stops httpd on SIGTERM: busybox httpd as PID 1 ignores SIGTERM, so
-# `docker stop` would otherwise wait for its whole timeout.
+# This shell stays PID 1 and handles SIGTERM as a graceful app server does: busybox httpd as PID 1
+# would ignore it. On TERM it stops httpd's listener (the parent process; each connection is served by
+# a forked child that finishes its response), waits a second for requests in flight, then exits 0.
+# APP_HEALTHY=0 leaves /up out, so a health check of this version fails (the "bad release" case).
 mkdir -p /www
-echo ok >/www/up
+if [ "${APP_HEALTHY:-1}" != 0 ]; then echo ok >/www/up; fi
 echo "${APP_VERSION:-unknown}" >/www/version
 httpd -f -p "${PORT:-80}" -h /www &
 pid=$!
-trap 'kill "$pid" 2>/dev/null; wait "$pid"; exit 0' TERM INT
+trap 'kill "$pid" 2>/dev/null; sleep 1; exit 0' TERM INT
 wait "$pid"

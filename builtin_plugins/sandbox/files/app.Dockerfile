@@ -2,7 +2,8 @@
 ARG BASE
 FROM ${BASE}
 ARG VERSION=v1
-ENV APP_VERSION=${VERSION} PORT=80
+ARG HEALTHY=1
+ENV APP_VERSION=${VERSION} APP_HEALTHY=${HEALTHY} PORT=80
 COPY app-start.sh /usr/local/bin/app-start
 EXPOSE 80
 CMD ["/bin/sh", "/usr/local/bin/app-start"]

@@ -1,0 +1,316 @@
+"""``app boot``: start a version of the app on every app host with no request lost (Kamal 2.11, §8.3).
+
+For each (host, role): rename a container of the same version out of the way, start the new container
+(its secret env file written with mode 0600 in the same round trip), let the proxy driver switch traffic
+to it once healthy (or, for a role without proxy, wait until Docker reports it running or healthy), then
+stop the old one. Hosts boot in groups (``boot.limit``, ``boot.wait``); other roles wait at a barrier
+until the first primary-role container is healthy. Kamal's commands, in Kamal's order, in as few round
+trips as the order allows.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kamalpy.commands import app as app_commands
+from kamalpy.commands import app_proxy, assets, auditor
+from kamalpy.commands.base import file_join
+from kamalpy.commands.layout import container_hostname, error_pages_directory, replaced_version
+from kamalpy.errors import HostErrors, KamalpyError
+from kamalpy.execution import Step, WriteFile
+from kamalpy.proxy_driver import BootError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kamalpy.commander import Commander
+    from kamalpy.config.roles import Role
+    from kamalpy.execution import Session
+
+HEALTHY_STATUSES = ("running", "healthy")
+
+
+class Barrier:
+    """Kamal's boot barrier: other roles wait until the first primary-role container is healthy."""
+
+    def __init__(self) -> None:
+        self._decided = threading.Event()
+        self._opened = False
+        self._lock = threading.Lock()
+
+    def _decide(self, opened: bool) -> bool:
+        with self._lock:
+            if self._decided.is_set():
+                return False
+            self._opened = opened
+            self._decided.set()
+            return True
+
+    def open(self) -> bool:
+        """Let the waiting roles boot; True for the first decision."""
+        return self._decide(True)
+
+    def close(self) -> bool:
+        """Halt the waiting roles; True for the first decision (that caller reports why)."""
+        return self._decide(False)
+
+    def wait(self) -> bool:
+        self._decided.wait()
+        return self._opened
+
+
+def boot(commander: Commander, version: str | None = None) -> None:
+    """Boot ``version`` (default: the ``--version`` option, else the latest tag) on the selected app hosts."""
+    config = commander.config
+    options = commander.run.options
+    config.version = version or options.version or config.latest_tag
+    output = commander.output
+    output.say(f"Start container with version {config.version} (or reboot if already running)...")
+    with commander.lock.hold():
+        hosts = commander.specifics.app_hosts
+        _prepare(commander, hosts)
+        roles = [role for host in hosts for role in commander.specifics.roles_on(host)]
+        primary = config.primary_role_name
+        barrier = Barrier() if any(r.name == primary for r in roles) and any(
+            r.name != primary for r in roles) else None
+        for group in _boot_groups(commander, hosts):
+            commander.run_hook("pre-app-boot", hosts=group)
+            _boot_group(commander, group, barrier)
+            commander.run_hook("post-app-boot", hosts=group)
+            wait = config.boot.wait
+            if wait:
+                output.info(f"Waiting {wait}s before booting the next group...")
+                time.sleep(float(wait))
+        record = auditor.record(config, f"Tagging {config.absolute_image} as the latest image",
+                                performer=commander.performer)
+        commander.on(hosts, lambda s: s.script([Step(record, quiet=True), app_commands.tag_latest_image(config)]))
+
+
+def _boot_groups(commander: Commander, hosts: list[str]) -> list[list[str]]:
+    limit = commander.config.boot.limit
+    if not limit:
+        return [hosts]
+    return [hosts[i:i + limit] for i in range(0, len(hosts), limit)]
+
+
+def _boot_group(commander: Commander, hosts: list[str], barrier: Barrier | None) -> None:
+    specifics = commander.specifics
+    if commander.config.boot.parallel_roles and not commander.dry_run:
+        # One thread per (host, role); they share the host's connection (each command its own channel).
+        pairs = [(host, role) for host in hosts for role in specifics.roles_on(host)]
+        errors: dict[str, BaseException] = {}
+        with ThreadPoolExecutor(max_workers=max(1, len(pairs)), thread_name_prefix="kamalpy-role") as pool:
+            futures = {f"{host} ({role.name})": pool.submit(
+                lambda h=host, r=role: commander.on([h], lambda s: RoleBoot(commander, s, r, barrier).run()))
+                for host, role in pairs}
+            for key, future in futures.items():
+                try:
+                    future.result()
+                except KamalpyError as exc:
+                    errors[key] = exc
+        if errors:
+            raise HostErrors(errors)
+        return
+
+    def per_host(session: Session) -> None:
+        for role in specifics.roles_on(session.host):
+            RoleBoot(commander, session, role, barrier).run()
+
+    commander.on(hosts, per_host)
+
+
+# ----- before booting: error pages, custom certificates, assets -----
+
+def _prepare(commander: Commander, hosts: list[str]) -> None:
+    config = commander.config
+    pages = _error_pages(config.error_pages_path)
+
+    def work(session: Session) -> None:
+        if pages:
+            directory = file_join(error_pages_directory(config), config.version)
+            session.execute(["mkdir", "-p", directory])
+            for name, data in pages.items():
+                session.upload(data, file_join(directory, name), 0o700)
+        for role in commander.specifics.roles_on(session.host):
+            if role.running_proxy and role.proxy is not None and role.proxy.custom_ssl_certificate:
+                session.execute(app_proxy.create_tls_directory(role))
+                for path, secret in app_proxy.tls_files(role).items():
+                    session.upload(config.secrets[secret].encode(), path, 0o644)
+            if role.assets:
+                session.execute(assets.extract_assets(role))
+                old = session.capture(app_commands.current_running_version(role), raise_on_non_zero=False).strip()
+                session.execute(assets.sync_asset_volumes(role, old or None))
+
+    if pages or any(r.assets or (r.proxy is not None and r.proxy.custom_ssl_certificate) for r in config.roles):
+        commander.on(hosts, work)
+
+
+def _error_pages(path: str | None) -> dict[str, bytes]:
+    """``{NNN.html: content}`` of the 4xx/5xx pages in ``error_pages_path``."""
+    if not path or not Path(path).is_dir():
+        return {}
+    return {f.name: f.read_bytes() for f in sorted(Path(path).iterdir())
+            if f.is_file() and f.suffix == ".html" and len(f.stem) == 3 and f.stem[0] in "45" and f.stem.isdigit()}
+
+
+# ----- one role on one host -----
+
+class RoleBoot:
+    """Kamal's ``Cli::App::Boot``: the new version of ``role`` on the session's host."""
+
+    def __init__(self, commander: Commander, session: Session, role: Role, barrier: Barrier | None) -> None:
+        self.commander = commander
+        self.session = session
+        self.role = role
+        self.barrier = barrier
+        self.config = commander.config
+        self.version = self.config.version
+        self.host = session.host
+
+    @property
+    def gatekeeper(self) -> bool:
+        return self.barrier is not None and self.role.primary
+
+    @property
+    def queuer(self) -> bool:
+        return self.barrier is not None and not self.role.primary
+
+    def _audit(self, line: str) -> Step:
+        return Step(auditor.record(self.config, line, performer=self.commander.performer,
+                                    details={"role": self.role.name}),
+                    quiet=True)
+
+    def run(self) -> None:
+        old_version = self._old_version_renamed_if_clashing()
+        if self.queuer:
+            self._wait_at_barrier()
+        try:
+            self._start_new_version()
+        except BaseException as error:
+            self.commander.output.error(f"Failed to boot {self.role.name} on {self.host}")
+            if self.gatekeeper and self.barrier.close():  # type: ignore[union-attr]
+                self._report_failure()
+            self.session.execute(app_commands.stop(self.role, self.version), raise_on_non_zero=False)
+            if isinstance(error, KamalpyError):
+                detail = str(error).removeprefix(f"{self.host}: ")
+                raise BootError(f"{self.host}: Failed to boot {self.role.name}: {detail}") from error
+            raise
+        if self.gatekeeper and self.barrier.open():  # type: ignore[union-attr]
+            self.commander.output.info(f"First {self.role.name} container is healthy on {self.host}, "
+                                       "booting any other roles")
+        if old_version:
+            self._stop_old_version(old_version)
+
+    def _old_version_renamed_if_clashing(self) -> str | None:
+        role = self.role
+        clash, current = self.session.script([
+            Step(app_commands.container_id_for_version(role, self.version), check=False),
+            Step(app_commands.current_running_version(role), check=False)])
+        old = current.stdout.strip() or None
+        if clash.stdout.strip():
+            renamed = replaced_version(self.version)
+            self.commander.output.info(f"Renaming container {self.version} to {renamed} as already deployed "
+                                       f"on {self.host}")
+            self.session.script([self._audit(f"Renaming container {self.version} to {renamed}"),
+                                 app_commands.rename_container(role, self.version, renamed)])
+            if old == self.version:
+                old = renamed  # the running container now has the new name
+        return old
+
+    def _wait_at_barrier(self) -> None:
+        primary = self.config.primary_role_name
+        self.commander.output.info(f"Waiting for the first healthy {primary} container before booting "
+                                   f"{self.role.name} on {self.host}...")
+        if not self.barrier.wait():  # type: ignore[union-attr]
+            raise BootError(f"{self.host}: Failed to boot {self.role.name}: Halted at barrier")
+        self.commander.output.info(f"First {primary} container is healthy, booting {self.role.name} on {self.host}...")
+
+    def _start_new_version(self) -> None:
+        role, session = self.role, self.session
+        name = app_commands.container_name(role, self.version)
+        env_body = app_commands.env_file_body(role, self.host).encode()
+        results = session.script([
+            self._audit(f"Booted app version {self.version}"),
+            app_commands.make_env_directory(role),
+            WriteFile(env_body, role.secrets_path, 0o600),
+            app_commands.run(role, self.host, hostname=container_hostname(self.host)),
+            *([app_commands.container_id_for(name)] if role.running_proxy else []),
+        ])
+        if role.running_proxy:
+            self.commander.proxy.deploy(session, role, name, results[-1].stdout.strip())
+        else:
+            self._wait_until_ready()
+
+    def _wait_until_ready(self) -> None:
+        """Poll Docker's status until running (then again after ``readiness_delay``) or healthy."""
+        if self.session.executor.dry_run:
+            self.session.capture(app_commands.status(self.role, self.version))
+            return
+        timeout = self.config.deploy_timeout
+        deadline = time.monotonic() + timeout
+        attempt, settled = 1, False
+        while True:
+            status = self.session.capture(app_commands.status(self.role, self.version),
+                                          raise_on_non_zero=False).strip()
+            if status == "healthy" or (status == "running" and settled):
+                return
+            left = deadline - time.monotonic()
+            if status == "running":
+                # Kamal looks again after readiness_delay, so that a container that exits at once is caught.
+                time.sleep(max(0.0, min(self.config.readiness_delay, left)))
+                settled = True
+                continue
+            settled = False
+            if left <= 0:
+                raise BootError(f"container not ready after {timeout} seconds ({status or 'missing'})")
+            time.sleep(min(attempt, left))
+            attempt += 1
+
+    def _report_failure(self) -> None:
+        """The first failure closing the barrier shows the new container's logs and health."""
+        role, session = self.role, self.session
+        logs = session.capture(app_commands.logs(role, container_id=app_commands.container_id_for_version(
+            role, self.version), lines=50), raise_on_non_zero=False)
+        health = session.capture(app_commands.container_health_log(role, self.version), raise_on_non_zero=False)
+        output = self.commander.output
+        for line in logs.splitlines():
+            output.info(f"  {line}")
+        if health.strip() and health.strip() != "null":
+            output.info(f"  Health: {health.strip()}")
+
+    def _stop_old_version(self, old_version: str) -> None:
+        role, config = self.role, self.config
+        steps: list[Step] = [Step(app_commands.stop(role, old_version), check=False)]
+        if role.assets:
+            steps.append(Step(assets.clean_up_assets(role), check=False))
+        if config.error_pages_path:
+            steps.append(Step(app_proxy.clean_up_error_pages(config), check=False))
+        self.session.script(steps)
+
+
+def stale_containers(commander: Commander, *, stop: bool) -> None:
+    """Kamal's ``app stale_containers [--stop]``: containers of the role besides the current version."""
+    output = commander.output
+
+    def per_host(session: Session) -> None:
+        for role in commander.specifics.roles_on(session.host):
+            listed, current = session.script([
+                Step(app_commands.list_versions(role), check=False),
+                Step(app_commands.current_running_version(role), check=False)])
+            running = current.stdout.strip()
+            stale = [v for v in listed.stdout.split("\n") if v and v != running]
+            for version in stale:
+                if stop:
+                    output.by_host(session.host,
+                                   f"Stopping stale container for role {role.name} with version {version}")
+                else:
+                    output.by_host(session.host,
+                                   f"Detected stale container for role {role.name} with version {version} "
+                                   "(use `kamalpy app stale_containers --stop` to stop)")
+            if stop and stale:
+                session.script([Step(app_commands.stop(role, v), check=False) for v in stale])
+
+    commander.on(commander.specifics.app_hosts, per_host)
+
