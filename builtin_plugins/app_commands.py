@@ -1,21 +1,35 @@
-"""Built-in plugin: the read-only ``app`` commands and ``app stale_containers [--stop]``.
+"""Built-in plugin: the ``app`` commands (Kamal's ``kamal app ...``).
 
-``details``, ``containers``, ``images``, ``version`` and ``logs`` only read, so they take no lock; each
-prints Kamal's per-host block (``App Host: H``). ``stale_containers --stop`` changes things: it holds the
-deploy lock.
+Readers (``details``, ``containers``, ``images``, ``version``, ``logs``, ``stale_containers`` without
+``--stop``) take no lock. Everything that changes the servers holds the deploy lock, nested calls share
+it (``remove`` runs ``stop``, ``remove_containers``, ...), and writes Kamal's audit lines. Routes go
+through the configured proxy driver (``commander.proxy``), never kamal-proxy calls directly, so the
+caddy driver gets the same ``start``/``stop``/``maintenance``/``live``.
+
+Independent steps of one host (audit line, registry login, the command) go in one round trip
+(:meth:`Session.script`); the commands and their order are Kamal's. ``exec`` takes no lock (Kamal's does
+not either); ``exec -i`` hands the terminal to the local ``ssh -t`` line Kamal builds.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import click
 
 from kamalpy.cli.base import current_run, group
 from kamalpy.commands import app as app_commands
+from kamalpy.commands import app_proxy, auditor
+from kamalpy.commands import server as server_commands
 from kamalpy.commands.base import log_lines
+from kamalpy.errors import KamalpyError
+from kamalpy.execution import LOCAL, Step
 from kamalpy.plugin import hookimpl
 from kamalpy.transport import CommandFailed
 
@@ -24,9 +38,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.config.roles import Role
     from kamalpy.execution import Session
 
+# What a dry run shows for values only the servers know (the running version, a container id).
+DRY_RUN_VERSION = "<version>"
+DRY_RUN_CONTAINER_ID = "<container id>"
+NO_COMMAND = "No command provided. You must specify a command to execute."
+
+
 @group("app")
 def app_group() -> None:
-    """Inspect the app containers on the servers."""
+    """Manage the app containers on the servers."""
 
 
 def _commander() -> Commander:
@@ -37,23 +57,66 @@ def _app_hosts(commander: Commander) -> list[str]:
     return commander.specifics.app_hosts
 
 
-def _each_role(commander: Commander, work: Callable[[Session, Role], None]) -> None:
+def _on(commander: Commander, hosts: Sequence[str], work: Callable[[Session], object]) -> None:
+    """``commander.on`` that does nothing for no hosts (e.g. no host left whose roles all go)."""
+    if hosts:
+        commander.on(hosts, work)
+
+
+def _each_role(commander: Commander, work: Callable[[Session, Role], None],
+               hosts: Sequence[str] | None = None) -> None:
     """``work`` for every selected role of each app host (hosts in parallel, roles in order)."""
     def per_host(session: Session) -> None:
         for role in commander.specifics.roles_on(session.host):
             work(session, role)
 
-    commander.on(_app_hosts(commander), per_host)
+    _on(commander, _app_hosts(commander) if hosts is None else hosts, per_host)
 
 
 def _print_per_host(commander: Commander, command: list[str]) -> None:
-    commander.on(_app_hosts(commander), lambda s: commander.output.by_host(s.host, s.capture(command)))
+    _on(commander, _app_hosts(commander), lambda s: commander.output.by_host(s.host, s.capture(command)))
 
+
+def _audit(commander: Commander, line: str, role: Role | None = None) -> Step:
+    """An audit line as a quiet script step (Kamal records at debug verbosity)."""
+    details = {"role": role.name} if role is not None else None
+    return Step(auditor.record(commander.config, line, performer=commander.performer, details=details), quiet=True)
+
+
+def _running_version(session: Session, role: Role) -> str:
+    """The role's current running version on this host ('' when none runs)."""
+    return session.capture(app_commands.current_running_version(role), raise_on_non_zero=False,
+                           dry_run_output=DRY_RUN_VERSION).strip()
+
+
+def _proxied(commander: Commander) -> bool:
+    return any(role.running_proxy for role in commander.specifics.roles)
+
+
+@contextlib.contextmanager
+def _using_version(commander: Commander, version: str | None) -> Iterator[str]:
+    """Kamal's ``using_version``: act on ``version`` (when given) for the block, then restore."""
+    config = commander.config
+    if not version:
+        yield config.version
+        return
+    config.version = version
+    try:
+        yield version
+    finally:
+        config.version = commander.run.options.version  # what the loader declared (None: VERSION or git)
+
+
+# ----- read-only commands -----
 
 @app_group.command("details")
 def app_details() -> None:
     """Show the app containers of each role on the servers."""
-    commander = _commander()
+    details(_commander())
+
+
+def details(commander: Commander) -> None:
+    """``docker ps`` of each role's containers, per host (also part of the top-level ``details``)."""
     _each_role(commander, lambda s, role: commander.output.by_host(s.host, s.capture(app_commands.info(role))))
 
 
@@ -83,7 +146,7 @@ def app_version() -> None:
         version = session.capture(app_commands.current_running_version(roles[0])).strip()
         commander.output.by_host(session.host, version)
 
-    commander.on(_app_hosts(commander), work)
+    _on(commander, _app_hosts(commander), work)
 
 
 @contextlib.contextmanager
@@ -99,22 +162,11 @@ def _lock_if(commander: Commander, locking: bool) -> Iterator[None]:
 @click.option("-s", "--stop", is_flag=True, help="Stop the stale containers found.")
 def app_stale_containers(stop: bool) -> None:
     """Find (or stop) app containers running besides the current version."""
+    from kamalpy.app_boot import stale_containers
+
     commander = _commander()
-    output = commander.output
-
-    def work(session: Session, role: Role) -> None:
-        versions = session.capture(app_commands.list_versions(role), raise_on_non_zero=False).split("\n")
-        current = session.capture(app_commands.current_running_version(role), raise_on_non_zero=False).strip()
-        for version in [v for v in versions if v and v != current]:
-            if stop:
-                output.by_host(session.host, f"Stopping stale container for role {role.name} with version {version}")
-                session.execute(app_commands.stop(role, version), raise_on_non_zero=False)
-            else:
-                output.by_host(session.host, f"Detected stale container for role {role.name} with version {version} "
-                                             "(use `kamalpy app stale_containers --stop` to stop)")
-
     with _lock_if(commander, stop):
-        _each_role(commander, work)
+        stale_containers(commander, stop=stop)
 
 
 @app_group.command("logs")
@@ -140,6 +192,334 @@ def app_logs(since: str | None, lines: int | None, grep: str | None, grep_option
         commander.output.by_host(session.host, text)
 
     _each_role(commander, work)
+
+
+# ----- boot, start, stop -----
+
+@app_group.command("boot")
+def app_boot() -> None:
+    """Boot the app on the servers with zero downtime (or reboot it if already running)."""
+    from kamalpy.app_boot import boot  # the zero-downtime core; imported only when booting
+
+    boot(_commander(), current_run().options.version)
+
+
+def start(commander: Commander) -> None:
+    """``app start``: start the existing container of the version; proxied roles get their route back."""
+    with commander.lock.hold():
+        driver = commander.proxy if _proxied(commander) else None
+        version = commander.config.version
+
+        def work(session: Session, role: Role) -> None:
+            session.script([_audit(commander, f"Started app version {version}"),
+                            Step(app_commands.start(role), check=False)])
+            if role.running_proxy and driver is not None:
+                current = _running_version(session, role)
+                # The driver looks the id up and fails with Kamal's "Failed to get endpoint ..." when none.
+                driver.deploy(session, role, app_commands.container_name(role, current))
+
+        _each_role(commander, work)
+
+
+def stop(commander: Commander) -> None:
+    """``app stop``: drop the proxied roles' routes (when a container runs), then stop the current container."""
+    with commander.lock.hold():
+        driver = commander.proxy if _proxied(commander) else None
+
+        def work(session: Session, role: Role) -> None:
+            steps = [_audit(commander, "Stopped app", role)]
+            if role.running_proxy:
+                steps.append(Step(app_commands.current_running_version(role), check=False))
+            results = session.script(steps)
+            if role.running_proxy and driver is not None:
+                version = DRY_RUN_VERSION if session.executor.dry_run else results[-1].stdout.strip()
+                if version and _container_id(session, role, version):
+                    with contextlib.suppress(CommandFailed):  # Kamal ignores a failed removal here
+                        driver.remove_app(session, role)
+            session.execute(app_commands.stop(role), raise_on_non_zero=False)
+
+        _each_role(commander, work)
+
+
+def _container_id(session: Session, role: Role, version: str) -> str:
+    return session.capture(app_commands.container_id_for_version(role, version), raise_on_non_zero=False,
+                           dry_run_output=DRY_RUN_CONTAINER_ID).strip()
+
+
+@app_group.command("start")
+def app_start() -> None:
+    """Start the existing app container on the servers (and route traffic to it)."""
+    start(_commander())
+
+
+@app_group.command("stop")
+def app_stop() -> None:
+    """Stop the app container on the servers (after taking it out of the proxy)."""
+    stop(_commander())
+
+
+# ----- maintenance and live -----
+
+def _on_proxied_roles(commander: Commander, work: Callable[[Session, Role], None]) -> None:
+    """``work`` for each proxied role on the proxy hosts, under the lock."""
+    with commander.lock.hold():
+        def per_host(session: Session) -> None:
+            for role in commander.specifics.roles_on(session.host):
+                if role.running_proxy:
+                    work(session, role)
+
+        _on(commander, commander.specifics.proxy_hosts, per_host)
+
+
+def maintenance(commander: Commander, drain_timeout: int | None = None, message: str | None = None) -> None:
+    """``app maintenance``: the proxy answers the roles' requests with a 503 page (``message`` on it)."""
+    driver = commander.proxy
+    timeout = drain_timeout or commander.config.drain_timeout
+    _on_proxied_roles(commander, lambda s, role: driver.maintenance(s, role, drain_timeout=timeout, message=message))
+
+
+def live(commander: Commander) -> None:
+    """``app live``: serve the roles from the app again."""
+    driver = commander.proxy
+    _on_proxied_roles(commander, driver.live)
+
+
+@app_group.command("maintenance")
+@click.option("--drain-timeout", type=int, metavar="N",
+              help="Seconds in-flight requests may take to finish (default: drain_timeout of the config).")
+@click.option("--message", help="Message shown to clients while in maintenance.")
+def app_maintenance(drain_timeout: int | None, message: str | None) -> None:
+    """Put the app in maintenance mode (the proxy answers with a 503 page)."""
+    maintenance(_commander(), drain_timeout, message)
+
+
+@app_group.command("live")
+def app_live() -> None:
+    """Take the app out of maintenance mode."""
+    live(_commander())
+
+
+# ----- remove -----
+
+def fully_removed_hosts(commander: Commander) -> list[str]:
+    """App hosts all of whose roles are selected: images and app directories are shared by a host's roles."""
+    specifics, roles = commander.specifics, commander.config.roles
+    return [host for host in _app_hosts(commander)
+            if {r.name for r in specifics.roles_on(host)} == {r.name for r in roles if host in r.hosts}]
+
+
+def _shared_hosts(commander: Commander, what: str) -> list[str]:
+    hosts = fully_removed_hosts(commander)
+    for host in _app_hosts(commander):
+        if host not in hosts:
+            commander.output.info(f"Keeping the app {what} on {host}: other roles of the app remain there")
+    return hosts
+
+
+def remove_container(commander: Commander, version: str) -> None:
+    with commander.lock.hold():
+        _each_role(commander, lambda s, role: s.script([
+            _audit(commander, f"Removed app container with version {version}", role),
+            app_commands.remove_container(role, version)]))
+
+
+def remove_containers(commander: Commander) -> None:
+    with commander.lock.hold():
+        def per_host(session: Session) -> None:
+            steps: list[Step | list[str]] = []
+            for role in commander.specifics.roles_on(session.host):
+                steps += [_audit(commander, "Removed all app containers", role), app_commands.remove_containers(role)]
+            session.script(steps)
+
+        _on(commander, _app_hosts(commander), per_host)
+
+
+def remove_images(commander: Commander) -> None:
+    with commander.lock.hold():
+        steps = [_audit(commander, "Removed all app images"), app_commands.remove_images(commander.config)]
+        _on(commander, _shared_hosts(commander, "images"), lambda s: s.script(steps))
+
+
+def remove_app_directories(commander: Commander) -> None:
+    """``.kamal/apps/<svc>`` and the proxy's ``apps-config/<svc>`` (missing ones are fine), audited as Kamal does."""
+    config = commander.config
+    line = f"Removed {config.app_directory}"
+
+    def per_host(session: Session) -> None:
+        steps: list[Step] = []
+        for role in commander.specifics.roles_on(session.host):
+            steps += [_audit(commander, line, role), Step(server_commands.remove_app_directory(config), check=False)]
+        steps += [_audit(commander, line), Step(app_proxy.remove_proxy_app_directory(config), check=False)]
+        session.script(steps)
+
+    with commander.lock.hold():
+        _on(commander, _shared_hosts(commander, "directories"), per_host)
+
+
+def remove(commander: Commander) -> None:
+    """``app remove`` (also the top-level ``remove``): stop, then remove containers, images and directories."""
+    with commander.lock.hold():
+        stop(commander)
+        remove_containers(commander)
+        remove_images(commander)
+        remove_app_directories(commander)
+
+
+@app_group.command("remove")
+def app_remove() -> None:
+    """Remove the app containers, images and directories from the servers."""
+    remove(_commander())
+
+
+@app_group.command("remove_container", hidden=True)
+@click.argument("container_version", metavar="VERSION")  # `version` would clash with the global --version
+def app_remove_container(container_version: str) -> None:
+    """Remove the app container of VERSION from the servers."""
+    remove_container(_commander(), container_version)
+
+
+@app_group.command("remove_containers", hidden=True)
+def app_remove_containers() -> None:
+    """Remove all app containers from the servers."""
+    remove_containers(_commander())
+
+
+@app_group.command("remove_images", hidden=True)
+def app_remove_images() -> None:
+    """Remove all app images from the servers."""
+    remove_images(_commander())
+
+
+@app_group.command("remove_app_directories", hidden=True)
+def app_remove_app_directories() -> None:
+    """Remove the app directories from the servers."""
+    remove_app_directories(_commander())
+
+
+# ----- exec -----
+
+def parse_env(values: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` or Kamal's ``KEY:VALUE`` (the first ``=`` or ``:`` separates); later keys win."""
+    env: dict[str, str] = {}
+    for value in values:
+        positions = [p for p in (value.find("="), value.find(":")) if p > 0]
+        if not positions:
+            raise KamalpyError(f"Invalid --env value {value!r}: expected KEY=VALUE (or KEY:VALUE)")
+        cut = min(positions)
+        env[value[:cut]] = value[cut + 1:]
+    return env
+
+
+def _check_exec_options(cmd: Sequence[str], interactive: bool, reuse: bool, detach: bool) -> None:
+    incompatible = [name for name, given in (("interactive", interactive), ("reuse", reuse)) if detach and given]
+    if incompatible:
+        raise KamalpyError(f"Detach is not compatible with {' or '.join(incompatible)}")
+    if not cmd:
+        raise KamalpyError(NO_COMMAND)
+
+
+def _current_version_or_none(commander: Commander) -> str | None:
+    """The running version of the primary host's first role (Kamal's ``current_running_version``)."""
+    host = commander.primary_host
+
+    def work(session: Session) -> str:
+        roles = commander.specifics.roles_on(host)
+        return _running_version(session, roles[0]) if roles else ""
+
+    return commander.on([host], work)[host] or None
+
+
+def _primary_role(commander: Commander) -> Role:
+    role = commander.specifics.primary_role
+    if role is None:
+        raise KamalpyError("No primary role")
+    return role
+
+
+def hand_over(commander: Commander, line: str) -> int:
+    """Run a local command line (``ssh -t ...``) on this terminal; its exit status. A dry run prints it."""
+    if commander.dry_run:
+        commander.output.dry_run(LOCAL, line)
+        return 0
+    commander.output.info(f"  INFO Running {line} locally")
+    commander.close()  # the pooled connections are not needed while the user works
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+    try:
+        # Ctrl-C belongs to the remote command: ssh gets it (and decides), kamalpy waits.
+        return subprocess.call(["/bin/sh", "-c", line])
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
+
+
+def execute(commander: Commander, cmd: Sequence[str], *, interactive: bool = False, reuse: bool = False,
+            env: Mapping[str, str] | None = None, detach: bool = False) -> int:
+    """``app exec``'s four modes; the exit status of an interactive hand-over, else 0."""
+    _check_exec_options(cmd, interactive, reuse, detach)
+    command = " ".join(part.strip() for part in cmd)  # Kamal's Utils.join_commands
+    say = commander.output.say
+    given = commander.run.options.version
+    commander.pre_connect()
+    tty = sys.stdin.isatty()
+
+    if reuse:
+        if not given:
+            say("Get current version of running container...")
+        version = given or _current_version_or_none(commander)
+    else:
+        if not given:
+            say("Get most recent version available as an image...")
+        version = given or commander.config.latest_tag
+
+    with _using_version(commander, version) as version:
+        if interactive:
+            host, role = commander.primary_host, _primary_role(commander)
+            origin = "existing" if reuse else "new"
+            say(f"Launching interactive command with version {version} via SSH from {origin} container on {host}...")
+            if reuse:
+                line = app_commands.execute_in_existing_container_over_ssh(role, host, command, env=env, tty=tty)
+            else:
+                commander.on([host], commander.registry_login)
+                line = app_commands.execute_in_new_container_over_ssh(role, host, command, env=env, tty=tty)
+            return hand_over(commander, line)
+
+        say(f"Launching command with version {version} from {'existing' if reuse else 'new'} container...")
+
+        def per_host(session: Session) -> None:
+            login = None if reuse else commander.registry_login_step(session.host)
+            steps: list[Step] = [login] if login else []
+            outputs = []  # the steps whose output is printed
+            for role in commander.specifics.roles_on(session.host):
+                if reuse:
+                    steps.append(_audit(commander, f"Executed cmd '{command}' on app version {version}", role))
+                    run = app_commands.execute_in_existing_container(role, command, env=env)
+                else:
+                    steps.append(_audit(commander, f"Executed cmd '{command}' on app version {version}"))
+                    run = app_commands.execute_in_new_container(role, session.host, command, env=env, detach=detach)
+                outputs.append(len(steps))
+                steps.append(Step(run))
+            results = session.script(steps)
+            for index in outputs:
+                commander.output.by_host(session.host, results[index].stdout.rstrip("\n"))
+
+        _on(commander, _app_hosts(commander), per_host)
+        return 0
+
+
+@app_group.command("exec", context_settings={"ignore_unknown_options": True})
+@click.option("-i", "--interactive", is_flag=True,
+              help="Run the command over ssh on the primary host, with this terminal (console, bash).")
+@click.option("--reuse", is_flag=True, help="Run it in the running container instead of a new one.")
+@click.option("-e", "--env", "env", multiple=True, metavar="KEY=VALUE",
+              help="Environment variable for the command (repeatable; KEY:VALUE also works).")
+@click.option("--detach", is_flag=True, help="Run the command in a detached container.")
+@click.argument("cmd", nargs=-1, type=click.UNPROCESSED)
+def app_exec(interactive: bool, reuse: bool, env: tuple[str, ...], detach: bool, cmd: tuple[str, ...]) -> None:
+    """Run a command in a new app container (or in the running one with --reuse) on the servers."""
+    code = execute(_commander(), cmd, interactive=interactive, reuse=reuse, env=parse_env(env), detach=detach)
+    if code:
+        click.get_current_context().exit(code)
 
 
 @hookimpl

@@ -25,6 +25,7 @@ from kamalpy.prompts import confirm
 if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.commander import Commander
     from kamalpy.execution import Session
+    from kamalpy.transport import CommandResult
 
 SKIP_PUSH = click.option("-P", "--skip-push", is_flag=True, help="Skip the image build and push (pull only).")
 NO_CACHE = click.option("--no-cache", is_flag=True, help="Build without the builder's cache.")
@@ -51,18 +52,24 @@ def deliver(commander: Commander, skip_push: bool) -> None:
     build_commands.pull(commander)
 
 
-def prune_all(commander: Commander) -> None:
-    """Kamal's ``prune all`` on every host (old stopped containers, then unused images), one round trip each."""
+def prune_steps(commander: Commander) -> list[Step]:
+    """Kamal's ``prune all`` (old stopped containers, then unused images), each step allowed to fail."""
     config = commander.config
     performer = commander.performer
+    return [Step(auditor.record(config, "Pruned containers", performer=performer), quiet=True, check=False),
+            Step(prune.app_containers(config, config.retain_containers), check=False),
+            Step(auditor.record(config, "Pruned images", performer=performer), quiet=True, check=False),
+            Step(prune.dangling_images(config), check=False), Step(prune.tagged_images(config), check=False)]
 
-    def work(session: Session) -> None:
-        session.script([Step(auditor.record(config, "Pruned containers", performer=performer), quiet=True),
-                        prune.app_containers(config, config.retain_containers),
-                        Step(auditor.record(config, "Pruned images", performer=performer), quiet=True),
-                        prune.dangling_images(config), prune.tagged_images(config)])
 
-    commander.on(commander.hosts, work)
+def _warn_on_prune_failures(commander: Commander, results: dict[str, list[CommandResult]]) -> None:
+    # The new version serves already: a failed clean-up is reported, it does not fail the deploy.
+    for host, found in results.items():
+        for result in found:
+            if not result.ok:
+                detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [""]
+                commander.output.warn(f"Pruning failed on {host} (the deploy succeeded): {result.command} "
+                                      f"exit status {result.exit_status} {detail[0]}".rstrip())
 
 
 def deploy_flow(commander: Commander, *, skip_push: bool, redeploy: bool = False,
@@ -84,13 +91,15 @@ def deploy_flow(commander: Commander, *, skip_push: bool, redeploy: bool = False
                            + ", ".join(a.name for a in commander.config.accessories))
         output.say("Detect stale containers...")
         app_boot.stale_containers(commander, stop=True)
-        app_boot.boot(commander, commander.config.version)
-        if not redeploy:
-            output.say("Prune old containers and images...")
-            try:
-                prune_all(commander)
-            except KamalpyError as error:  # the new version serves already: a failed clean-up is no failure
-                output.warn(f"Pruning failed (the deploy succeeded): {error}")
+        # The prune goes with the final `docker tag` of each app host, in the same round trip.
+        pruning = [] if redeploy else prune_steps(commander)
+        results = app_boot.boot(commander, commander.config.version, after=pruning)
+        if pruning:
+            output.say("Pruned old containers and images (with the tag, in the same round trip)")
+            others = [h for h in commander.hosts if h not in results]  # hosts of accessories only
+            if others:
+                results.update(commander.on(others, lambda s: s.script(pruning)))
+            _warn_on_prune_failures(commander, results)
     runtime = time.monotonic() - started
     output.say(f"Finished all in {runtime:.1f} seconds")
     commander.run_hook("post-deploy", secrets=True, extra={"runtime": str(ruby_round(runtime))})

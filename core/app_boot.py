@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.commander import Commander
     from kamalpy.config.roles import Role
     from kamalpy.execution import Session
+    from kamalpy.transport import CommandResult
 
 HEALTHY_STATUSES = ("running", "healthy")
 
@@ -61,8 +63,13 @@ class Barrier:
         return self._opened
 
 
-def boot(commander: Commander, version: str | None = None) -> None:
-    """Boot ``version`` (default: the ``--version`` option, else the latest tag) on the selected app hosts."""
+def boot(commander: Commander, version: str | None = None,
+         after: Sequence[Step] = ()) -> dict[str, list[CommandResult]]:
+    """Boot ``version`` (default: the ``--version`` option, else the latest tag) on the selected app hosts.
+
+    ``after``: steps to run on each app host in the same round trip as the final ``docker tag`` (``deploy``
+    passes its prune there); their results by host are returned.
+    """
     config = commander.config
     options = commander.run.options
     config.version = version or options.version or config.latest_tag
@@ -85,7 +92,9 @@ def boot(commander: Commander, version: str | None = None) -> None:
                 time.sleep(float(wait))
         record = auditor.record(config, f"Tagging {config.absolute_image} as the latest image",
                                 performer=commander.performer)
-        commander.on(hosts, lambda s: s.script([Step(record, quiet=True), app_commands.tag_latest_image(config)]))
+        results = commander.on(hosts, lambda s: s.script([Step(record, quiet=True),
+                                                          app_commands.tag_latest_image(config), *after]))
+        return {host: found[2:] for host, found in results.items()}
 
 
 def _boot_groups(commander: Commander, hosts: list[str]) -> list[list[str]]:
@@ -282,7 +291,8 @@ class RoleBoot:
 
     def _stop_old_version(self, old_version: str) -> None:
         role, config = self.role, self.config
-        steps: list[Step] = [Step(app_commands.stop(role, old_version), check=False)]
+        args = self.commander.proxy.stop_args(role) if role.running_proxy else None
+        steps: list[Step] = [Step(app_commands.stop(role, old_version, args=args), check=False)]
         if role.assets:
             steps.append(Step(assets.clean_up_assets(role), check=False))
         if config.error_pages_path:

@@ -62,6 +62,10 @@ class Hooks:
         """``{name: proxy driver class}``; the most recently registered plugin wins a name."""
         return self._registry(self.pm.hook.kamalpy_proxy_drivers())
 
+    def builders(self) -> dict[str, Any]:
+        """``{name: builder strategy class}``; the most recently registered plugin wins a name."""
+        return self._registry(self.pm.hook.kamalpy_builders())
+
     def register_commands(self, cli: click.Group) -> None:
         # Oldest plugin first, so that a later plugin's command of the same name replaces it.
         for impl in self.pm.hook.kamalpy_register_commands.get_hookimpls():

@@ -97,6 +97,20 @@ def kamalpy_proxy_drivers() -> dict[str, Any]:
 
 
 @hookspec
+def kamalpy_builders() -> dict[str, Any]:
+    """Offer builder strategies (what builds the app image and pushes it) by name.
+
+    Fires: when a ``build`` command (or ``deploy`` without ``-P``) needs the builder.
+    Arguments: none.
+    Returns: ``{name: strategy_class}``; the class is a :class:`kamalpy.builders.BuilderStrategy`
+    subclass, instantiated with the :class:`kamalpy.commander.Commander` and the deploying machine's
+    Docker architecture (or None). Kamal's rules pick one of the built-ins ``local``, ``remote``,
+    ``hybrid``, ``pack`` and ``cloud``; ``builder.strategy: NAME`` in the configuration picks any by name.
+    Not firstresult; when two plugins offer the same name, the override rule above decides.
+    """
+
+
+@hookspec
 def kamalpy_register_commands(cli: click.Group) -> None:
     """Add CLI commands or command groups.
 

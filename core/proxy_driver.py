@@ -95,6 +95,15 @@ class ProxyDriver:
         """
         raise NotImplementedError
 
+    def stop_args(self, role: Role) -> list[str]:
+        """``docker stop`` options for the role's old container once :meth:`deploy` has returned.
+
+        Kamal's: ``-t stop_timeout`` when set, else nothing for a proxied role (kamal-proxy drained it).
+        """
+        from kamalpy.commands.app import stop_args
+
+        return stop_args(role)
+
     def remove_app(self, session: Session, role: Role) -> None:
         """Forget the role's route (``app remove``)."""
         raise NotImplementedError

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 import pytest
-from helpers import Result
+from helpers import LOOPBACK_HOSTS, Result
 
 from kamalpy.cli.main import main
 
@@ -28,3 +29,25 @@ def kamalpy(capsys, monkeypatch):
         return Result(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture
+def listeners():
+    """``(port, sockets)``: a listening socket on each of LOOPBACK_HOSTS at one port, for dry-run tests.
+
+    A connection attempt to those hosts would be left pending there; ``helpers.assert_no_connection``
+    checks that none was made.
+    """
+    for _ in range(20):
+        first = socket.create_server((LOOPBACK_HOSTS[0], 0))
+        port = first.getsockname()[1]
+        try:
+            sockets = [first, socket.create_server((LOOPBACK_HOSTS[1], port))]
+            break
+        except OSError:
+            first.close()
+    else:
+        pytest.fail("no free port on both loopback addresses")
+    yield port, sockets
+    for sock in sockets:
+        sock.close()

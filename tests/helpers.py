@@ -58,3 +58,16 @@ registry:
 builder:
   arch: amd64
 """
+
+
+LOOPBACK_HOSTS = ("127.0.0.2", "127.0.0.3")  # the hosts of dry-run tests (see the `listeners` fixture)
+
+
+def assert_no_connection(sockets) -> None:
+    """No connection attempt reached the `listeners` fixture's sockets."""
+    import pytest
+
+    for sock in sockets:
+        sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            sock.accept()[0].close()

@@ -167,7 +167,7 @@ def test_builder_facts() -> None:
                       "driver": "cloud org/b"}
     builder = Configuration(raw, version="1").builder
     assert builder.local_arches("amd64") == ["amd64"] and builder.remote_arches("amd64") == ["arm64"]
-    assert builder.cache_from == "type=registry,ref=dhh/app-build-cache"
+    assert builder.cache_image_ref == "dhh/app-build-cache"  # the cache strings: kamalpy.commands.builder
     assert builder.cloud_endpoint == "org/b" and builder.platform == "linux/amd64,linux/arm64"
     assert builder.git_clone(True) and not builder.git_clone(False)
 

@@ -14,7 +14,7 @@ import socket
 import time
 
 import pytest
-from helpers import write_project
+from helpers import assert_no_connection, write_project
 
 HOSTS = ("127.0.0.2", "127.0.0.3")
 PASSWORD = "pa$$w0rd-never-shown"
@@ -60,29 +60,8 @@ def normalise(text: str) -> list[str]:
     return TIMESTAMP.sub("<TS>", text).splitlines()
 
 
-@pytest.fixture
-def listeners():
-    """A listening socket on each host at one port: a connection attempt would be pending on one of them."""
-    for _ in range(20):
-        first = socket.create_server((HOSTS[0], 0))
-        port = first.getsockname()[1]
-        try:
-            sockets = [first, socket.create_server((HOSTS[1], port))]
-            break
-        except OSError:
-            first.close()
-    else:
-        pytest.fail("no free port on both loopback addresses")
-    yield port, sockets
-    for sock in sockets:
-        sock.close()
 
 
-def assert_no_connection(sockets: list[socket.socket]) -> None:
-    for sock in sockets:
-        sock.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            sock.accept()[0].close()
 
 
 @pytest.fixture

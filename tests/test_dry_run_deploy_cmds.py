@@ -8,10 +8,9 @@ would be left pending there, and the test checks none was. Timestamps read ``<TS
 from __future__ import annotations
 
 import re
-import socket
 
 import pytest
-from helpers import write_project
+from helpers import assert_no_connection, write_project
 
 H1, H2 = "127.0.0.2", "127.0.0.3"
 PASSWORD = "pa$$w0rd-never-shown"
@@ -34,21 +33,6 @@ builder:
 PROXY_RUN = "proxy:\n  run:\n    registry: registry:4443\n    debug: true\n    metrics_port: 9090\n"
 
 
-@pytest.fixture
-def listeners():
-    for _ in range(20):
-        first = socket.create_server((H1, 0))
-        port = first.getsockname()[1]
-        try:
-            sockets = [first, socket.create_server((H2, port))]
-            break
-        except OSError:
-            first.close()
-    else:
-        pytest.fail("no free port on both loopback addresses")
-    yield port, sockets
-    for sock in sockets:
-        sock.close()
 
 
 @pytest.fixture
@@ -74,10 +58,7 @@ def dry(kamalpy, project, listeners):
         result = kamalpy("--dry-run", *args)
         assert result.code == 0, result.err
         assert PASSWORD not in result.out + result.err
-        for sock in listeners[1]:
-            sock.setblocking(False)
-            with pytest.raises(BlockingIOError):
-                sock.accept()[0].close()
+        assert_no_connection(listeners[1])
         text = re.sub(r'echo "[A-Za-z0-9+/=\\n]*" > \.kamal/lock', 'echo "<B64>" > .kamal/lock', result.out)
         return re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "<TS>", text).splitlines()
 
@@ -293,3 +274,34 @@ def test_deploy_runs_kamals_commands_on_each_host(dry):
     hosts = per_host(found)
     assert hosts[H1] == lines(*_deploy_trace(H1, lock=True))
     assert hosts[H2] == lines(*_deploy_trace(H2, lock=False))
+
+
+def test_app_boot_uploads_error_pages_and_certificates_and_bridges_assets(dry, project, tmp_path):
+    """The steps of app boot before the new container: error pages, custom TLS files, asset extraction."""
+    (tmp_path / "public").mkdir()
+    for name in ("404.html", "500.html", "index.html", "4xx.html"):
+        (tmp_path / "public" / name).write_text(f"<p>{name}</p>")
+    (tmp_path / ".kamal").mkdir(exist_ok=True)
+    (tmp_path / ".kamal" / "secrets").write_text("CERT_PEM=cert\nKEY_PEM=key\n")
+    project("error_pages_path: public\nasset_path: /public/assets\nproxy:\n  host: example.com\n"
+            "  ssl:\n    certificate_pem: CERT_PEM\n    private_key_pem: KEY_PEM\n")
+    found = per_host(dry("app", "boot", "-h", H1, "--version", "999"))[H1][2:]  # after the lock
+    pages = ".kamal/proxy/apps-config/app/error_pages/999"
+    tls = ".kamal/proxy/apps-config/app/tls/web"
+    assets = (f"{H1}\t/usr/bin/env mkdir -p .kamal/apps/app/assets/extracted/web-999 && docker container rm "
+              "app-web-assets 2> /dev/null || true && docker container create --name app-web-assets "
+              "hub.docker.com/dhh/app:999 && docker container cp -L app-web-assets:/public/assets/. "
+              ".kamal/apps/app/assets/extracted/web-999 && docker container rm app-web-assets")
+    expected = [f"{H1}\t/usr/bin/env mkdir -p {pages}",
+                f"{H1}\tupload\tupload {pages}/404.html mode 0700 (15 bytes)",
+                f"{H1}\tupload\tupload {pages}/500.html mode 0700 (15 bytes)",
+                f"{H1}\t/usr/bin/env mkdir -p {tls}",
+                f"{H1}\tupload\tupload {tls}/cert.pem mode 0644 (4 bytes)",
+                f"{H1}\tupload\tupload {tls}/key.pem mode 0644 (3 bytes)",
+                assets]
+    assert found[:len(expected)] == expected
+    run = next(line for line in found if "docker run" in line)
+    assert "--volume $PWD/.kamal/apps/app/assets/volumes/web-999:/public/assets" in run
+    deploy = next(line for line in found if "kamal-proxy deploy" in line)
+    assert ('--tls-certificate-path="/home/kamal-proxy/.apps-config/app/tls/web/cert.pem"' in deploy
+            and '--error-pages="/home/kamal-proxy/.apps-config/app/error_pages/999"' in deploy)

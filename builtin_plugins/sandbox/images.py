@@ -6,6 +6,9 @@
   busybox httpd as PID 1 ignores it, and drains (listener closed, 1 s, exit 0) as a real app server does;
   ``:v3`` is the same app without ``/up``: a release whose health check fails;
 - ``caddy``: Debian's caddy binary and the libraries ``ldd`` lists, by ``docker import``;
+- ``registry``: Debian's docker-registry (distribution) binary and a config serving plain HTTP on :5000,
+  by ``docker import``: the local registry image (``registry.local_image``) where ``registry:3`` cannot
+  be pulled;
 - ``basecamp/kamal-proxy:v0.9.2``: a kamal-proxy STAND-IN built FROM busybox (the real image cannot be
   pulled here): labelled like kamal-proxy, its ``kamal-proxy`` executable records every call (one line of
   arguments each) in ``calls.log`` of the config volume and succeeds; ``kamal-proxy run`` keeps running.
@@ -31,6 +34,31 @@ from kamalpy.commands.proxy import MINIMUM_VERSION
 APP_VERSIONS = ("v1", "v2", "v3")
 UNHEALTHY_VERSIONS = ("v3",)
 CADDY_CONFIG = '{"admin": {"listen": "0.0.0.0:2019"}}\n'  # admin API on every interface: no Host checks
+# The local registry image's config: Debian's /etc/docker/registry/config.yml without its htpasswd auth
+# (a local registry is reached through the loopback and SSH forwards only), storage where registry:3 keeps it.
+REGISTRY_CONFIG_PATH = "/etc/distribution/config.yml"
+REGISTRY_CONFIG = """\
+version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: /var/lib/registry
+  delete:
+    enabled: true
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+"""
 # Where the stand-in records its calls (inside the kamal-proxy-config volume Kamal mounts).
 KAMAL_PROXY_CALLS_LOG = "/home/kamal-proxy/.config/kamal-proxy/calls.log"
 
@@ -44,12 +72,20 @@ def names(spec: Spec, caddy_version: str) -> dict[str, str]:
         "app_v3": f"{reg}/sandbox-app:v3",
         "caddy": f"{reg}/caddy:{caddy_version}",
         "kamal_proxy": kamal_proxy_image(spec),
+        "registry": registry_image(spec),
     }
 
 
 def kamal_proxy_image(spec: Spec) -> str:
     """The stand-in's tag: what ``proxy.run.registry: <sandbox registry>`` makes Kamal run."""
     return f"{spec.registry}/{PROXY_IMAGE_DEFAULT}:{MINIMUM_VERSION}"
+
+
+def registry_image(spec: Spec) -> str:
+    """``<sandbox registry>/registry:<distribution version>``, tagged with the Debian binary's version."""
+    proc = system.run(["docker-registry", "--version"], check=False) if shutil.which("docker-registry") else None
+    match = re.search(r" v?(\d+\.\d+\.\d+)", proc.stdout) if proc else None
+    return f"{spec.registry}/registry:{match.group(1) if match else 'latest'}"
 
 
 def caddy_version() -> str:
@@ -160,6 +196,25 @@ def _caddy(rootfs: _Rootfs) -> None:
         rootfs.copy("/etc/ssl/certs/ca-certificates.crt")
 
 
+def _registry(rootfs: _Rootfs) -> None:
+    rootfs.base()
+    rootfs.binary(shutil.which("docker-registry") or "/usr/bin/docker-registry", "/bin/registry")
+    rootfs.file(REGISTRY_CONFIG_PATH, REGISTRY_CONFIG.encode())
+    rootfs.dir("var/lib/registry")
+
+
+def _import_registry(env: dict[str, str], tag: str) -> None:
+    # No VOLUME (unlike registry:3): its data goes with the container, so `registry remove` leaves nothing.
+    _import(env, tag, ["EXPOSE 5000", 'ENTRYPOINT ["/bin/registry", "serve"]', f'CMD ["{REGISTRY_CONFIG_PATH}"]'],
+            _registry)
+
+
+def build_and_push_registry(env: dict[str, str], tag: str) -> None:
+    """Make the local registry image and push it: also for a sandbox made before it existed."""
+    _import_registry(env, tag)
+    system.run(["docker", "push", "-q", tag], env=env, timeout=300)
+
+
 def _build_app(env: dict[str, str], base: str, tag: str, version: str) -> None:
     package = resources.files("kamalpy.builtin_plugins.sandbox")
     with tempfile.TemporaryDirectory(prefix="kamalpy-sandbox-app-") as context:
@@ -229,9 +284,16 @@ def build_and_push(env: dict[str, str], images: dict[str, str], auth: tuple[str,
             "EXPOSE 80 443 2019",
             'CMD ["/usr/bin/caddy", "run", "--config", "/etc/caddy/caddy.json"]',
         ], _caddy)
-        push(images["caddy"])
+        # Also as `caddy:2`, the caddy driver's default image, so `proxy.run.registry` alone selects it.
+        major = images["caddy"].rsplit(":", 1)[0] + ":2"
+        system.run(["docker", "tag", images["caddy"], major], env=env)
+        push(images["caddy"], major)
 
-    system.parallel(lambda job: job(), [caddy, small_images])
+    def local_registry() -> None:
+        if "registry" in images:
+            build_and_push_registry(env, images["registry"])
+
+    system.parallel(lambda job: job(), [caddy, small_images, local_registry])
 
 
 def remove_local(env: dict[str, str], registry: str) -> None:

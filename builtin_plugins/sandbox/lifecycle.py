@@ -160,6 +160,9 @@ def _start_servers(spec: Spec, indices: list[int], mtu: int, mark: Callable[[str
     mark("ssh login checked")
 
 
+EXAMPLE_SERVICE, EXAMPLE_IMAGE = "hello", "hello/app"
+
+
 def _images_job(spec: Spec, names: dict[str, str], auth: tuple[str, str] | None,
                 errors: list[BaseException], mark: Callable[[str], None]) -> None:
     try:
@@ -173,6 +176,8 @@ def _images_job(spec: Spec, names: dict[str, str], auth: tuple[str, str] | None,
             system.wait_until(lambda: system.docker_ping(sock), READY_TIMEOUT, "server 1's dockerd")
         env = hostdocker.client_env(spec, sock)
         images.build_and_push(env, names, auth)
+        # The example project (examples/sandbox: service hello, image hello/app) deploys these with -P.
+        images.service_images(env, spec.registry, EXAMPLE_IMAGE, EXAMPLE_SERVICE)
         mark("images made and pushed")
         if sock != hostdocker.SOCKET:
             images.remove_local(env, spec.registry)

@@ -123,10 +123,10 @@ def status(role: Role, version: str) -> Command:
     return pipe(container_id_for_version(role, version), xargs(docker("inspect", "--format", HEALTH_STATUS_FORMAT)))
 
 
-def stop(role: Role, version: str | None = None) -> Command:
-    """Stop the container of ``version``, or the current running one."""
+def stop(role: Role, version: str | None = None, *, args: Sequence[str] | None = None) -> Command:
+    """Stop the container of ``version``, or the current running one (``args``: instead of :func:`stop_args`)."""
     found = container_id_for_version(role, version) if version else current_running_container_id(role)
-    return pipe(found, xargs(docker("stop", *stop_args(role))))
+    return pipe(found, xargs(docker("stop", *(stop_args(role) if args is None else args))))
 
 
 def info(role: Role) -> Command:

@@ -124,24 +124,6 @@ class Builder:
         return "/".join(p for p in (self.registry_server, self.cache_image) if p)
 
     @property
-    def cache_from(self) -> str | None:
-        kind = self.cache.get("type")
-        if kind == "gha":
-            return "type=gha"
-        if kind == "registry":
-            return f"type=registry,ref={self.cache_image_ref}"
-        return None
-
-    @property
-    def cache_to(self) -> str | None:
-        kind, options = self.cache.get("type"), self.cache.get("options")
-        if kind == "gha":
-            return ",".join(p for p in ("type=gha", options) if p)
-        if kind == "registry":
-            return ",".join(p for p in ("type=registry", options, f"ref={self.cache_image_ref}") if p)
-        return None
-
-    @property
     def args(self) -> dict[str, Any]:
         return dict(self.raw.get("args") or {})
 

@@ -13,6 +13,8 @@ from kamalpy.errors import ConfigurationError
 
 _LOCAL = re.compile(r"^localhost[:$]")
 DEFAULT_LOCAL_PORT = 5000
+# The image of the local registry container: Kamal's, unless kamalpy's own ``local_image`` key says otherwise.
+DEFAULT_LOCAL_IMAGE = "registry:3"
 
 
 def _is_local(server: Any) -> bool:
@@ -40,6 +42,14 @@ class Registry:
             return None
         _, _, port = str(self.server).partition(":")
         return int(port) if port.isdigit() else DEFAULT_LOCAL_PORT
+
+    @property
+    def local_image(self) -> str:
+        """The image ``registry setup`` runs as the local registry (kamalpy only; Kamal always runs ``registry:3``).
+
+        Useful where Docker Hub is out of reach: any image serving the Docker registry API on port 5000.
+        """
+        return str(self.raw.get("local_image") or DEFAULT_LOCAL_IMAGE)
 
     def secret_name(self, key: str) -> str | None:
         """The secret a credential is read from (``[NAME]``), None when written in clear."""

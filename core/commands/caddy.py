@@ -1,0 +1,395 @@
+"""The ``caddy`` proxy driver's commands and JSON: Caddy's container, its config and routes, admin API calls.
+
+Pure builders (no I/O); :mod:`kamalpy.builtin_plugins.proxy_caddy` runs them. How the switch works and
+why (docs/caddy-switch.md, docs/proxy-drivers.md): each role's route is a ``reverse_proxy`` whose upstreams
+are the addresses of the Docker network alias ``<service>-<role>[-<destination>]`` (``dynamic_upstreams``
+of source ``a``, looked up at most every :data:`REFRESH`). A deploy moves the alias from the old container
+to the new one with Docker; Caddy's config is loaded only when a route is added, changed or removed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from kamalpy.commands.base import Command, any_of, docker, file_join, join, pipe, shell_quote_single
+from kamalpy.commands.layout import NETWORK, volume_arg
+from kamalpy.commands.proxy import DEFAULT_HTTP_PORT, DEFAULT_HTTPS_PORT, DEFAULT_LOG_MAX_SIZE, publish_args
+from kamalpy.commands.ssh import run_over_ssh
+from kamalpy.config.args import argumentize, is_present, optionize
+from kamalpy.config.model import RUN_DIRECTORY
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kamalpy.config.model import Configuration
+    from kamalpy.config.proxy import Proxy
+    from kamalpy.config.roles import Role
+
+CONTAINER = "kamalpy-caddy"
+LABEL = "kamalpy.proxy=caddy"  # finds the proxy container (remove, details)
+PROBE_LABEL = "kamalpy.proxy=caddy-probe"  # the one-off health-check containers
+SERVER = "kamalpy"  # the name of Caddy's HTTP server holding every route
+DEFAULT_ADMIN_PORT = 2019
+ADMIN_CONTAINER_PORT = 2019
+DEFAULT_REPOSITORY = "caddy"
+DEFAULT_VERSION = "2"
+DEFAULT_PROBE_IMAGE = "busybox:1.36"
+CONFIG_VOLUME = "kamalpy-caddy-config"  # Caddy's autosave.json: the routes survive a new container
+DATA_VOLUME = "kamalpy-caddy-data"
+HOST_DIRECTORY = file_join(RUN_DIRECTORY, "caddy")  # the initial config on the server
+INITIAL_CONFIG_FILE = file_join(HOST_DIRECTORY, "caddy.json")
+CONTAINER_CONFIG_DIRECTORY = "/etc/kamalpy"
+CONTAINER_CONFIG_FILE = f"{CONTAINER_CONFIG_DIRECTORY}/caddy.json"
+
+# The switch settings measured in docs/caddy-switch.md.
+REFRESH_MS = 500  # how old Caddy's cached lookup of an alias may get
+RESOLVER = "127.0.0.11:53"  # Docker's embedded DNS
+SWITCH_WAIT = 2 * REFRESH_MS / 1000 + 0.2  # after joining the alias, until every lookup includes the new one
+DEFAULT_HEALTHCHECK_PATH = "/up"
+DEFAULT_HEALTHCHECK_INTERVAL = 1
+DEFAULT_PROBE_TIMEOUT = 2
+REJOIN_PROBE_TIMEOUT = 10  # the probe after the new container joined the alias (it has a new address)
+MAINTENANCE_BODY = "Service temporarily unavailable"
+MAINTENANCE_MARKER = "kamalpy-maintenance"  # the static_response handler's @id prefix
+# Caddy answers 200 with an empty body when no route matches: answer 404 as kamal-proxy does. Always last.
+FALLBACK_ROUTE = {"@id": "kamalpy-fallback", "terminal": True, "handle": [
+    {"handler": "static_response", "status_code": 404, "body": "Not found\n"}]}
+
+
+# ----- the container -----
+
+def image(run: Mapping[str, Any] | None) -> str:
+    """``[registry/]repository:version`` from ``proxy.run`` (default ``caddy:2``)."""
+    run = run or {}
+    repository = "/".join(str(p) for p in (run.get("registry"), run.get("repository", DEFAULT_REPOSITORY))
+                          if p is not None)
+    return f"{repository}:{run.get('version', DEFAULT_VERSION)}"
+
+
+def admin_port(config: Configuration) -> int:
+    return int(caddy_settings(config).get("admin_port") or DEFAULT_ADMIN_PORT)
+
+
+def probe_image(config: Configuration) -> str:
+    return str(caddy_settings(config).get("probe_image") or DEFAULT_PROBE_IMAGE)
+
+
+def caddy_settings(config: Configuration) -> dict[str, Any]:
+    settings = config.proxy.raw.get("caddy")
+    return dict(settings) if isinstance(settings, Mapping) else {}
+
+
+def initial_config() -> dict[str, Any]:
+    """What a new Caddy starts from when its volume holds no autosave: our admin listener, no routes.
+
+    Admin listens on every interface of the container (the image's own config may say otherwise); the
+    port is published on the server's loopback only. A server listening on :80 alone gets no automatic
+    HTTPS (Caddy would otherwise redirect and ask an ACME CA for certificates of every route's host).
+    """
+    return {"admin": {"listen": f"0.0.0.0:{ADMIN_CONTAINER_PORT}"},
+            "apps": {"http": {"servers": {SERVER: {"listen": [f":{DEFAULT_HTTP_PORT}"], "routes": [FALLBACK_ROUTE]}}}}}
+
+
+def initial_config_json() -> bytes:
+    return (json.dumps(initial_config(), indent=2) + "\n").encode()
+
+
+def run_command() -> list[str]:
+    """The full command (images differ in theirs): resume the autosaved config, else start from ours."""
+    return ["caddy", "run", "--resume", "--config", CONTAINER_CONFIG_FILE]
+
+
+def run(config: Configuration, host: str) -> Command:
+    """``docker run`` of the proxy container on ``host`` (ports from ``proxy.run`` as for kamal-proxy)."""
+    settings = config.proxy_run(host) or {}
+    publish = (publish_args(settings.get("http_port", DEFAULT_HTTP_PORT),
+                            settings.get("https_port", DEFAULT_HTTPS_PORT), settings.get("bind_ips"))
+               if settings.get("publish", True) else None)
+    max_size = settings.get("log_max_size", DEFAULT_LOG_MAX_SIZE)
+    return docker(
+        "run", "--name", CONTAINER, "--network", NETWORK, "--detach", "--restart", "unless-stopped",
+        "--label", LABEL,
+        # Connections queued on the listener a config load replaces move to the new one instead of a reset.
+        "--sysctl", "net.ipv4.tcp_migrate_req=1",
+        "--volume", f"{CONFIG_VOLUME}:/config", "--volume", f"{DATA_VOLUME}:/data",
+        volume_arg(HOST_DIRECTORY, CONTAINER_CONFIG_DIRECTORY, "ro"),
+        "--env", "XDG_CONFIG_HOME=/config", "--env", "XDG_DATA_HOME=/data",
+        publish,
+        "--publish", f"127.0.0.1:{admin_port(config)}:{ADMIN_CONTAINER_PORT}",
+        argumentize("--log-opt", f"max-size={max_size}") if is_present(max_size) else None,
+        optionize(settings.get("options") or {}),
+        image(settings), run_command(),
+    )
+
+
+def make_host_directory() -> Command:
+    return ["mkdir", "-p", HOST_DIRECTORY]
+
+
+def start() -> Command:
+    return docker("container", "start", CONTAINER)
+
+
+def start_or_run(config: Configuration, host: str) -> Command:
+    return any_of(start(), run(config, host))
+
+
+def stop() -> Command:
+    return docker("container", "stop", CONTAINER)
+
+
+def remove_container() -> Command:
+    return docker("container", "rm", "--force", CONTAINER)
+
+
+def remove_probes() -> Command:
+    return pipe(docker("ps", "-aq", "--filter", f"label={PROBE_LABEL}"), ["xargs", "-r", "docker", "rm", "-f"])
+
+
+def remove_image(config: Configuration, host: str) -> Command:
+    return docker("image", "rm", image(config.proxy_run(host)))
+
+
+def remove_probe_image(config: Configuration) -> Command:
+    return docker("image", "rm", probe_image(config))
+
+
+def remove_volumes() -> Command:
+    return docker("volume", "rm", CONFIG_VOLUME, DATA_VOLUME)
+
+
+def remove_host_directory() -> Command:
+    return ["rm", "-rf", HOST_DIRECTORY]
+
+
+def info() -> Command:
+    return docker("ps", "--filter", f"'name=^{CONTAINER}$'")
+
+
+def logs(*, timestamps: bool = True, since: str | None = None, lines: int | str | None = None,
+         grep: str | None = None) -> Command:
+    return pipe(docker("logs", CONTAINER, f"--since {since}" if since else None,
+                       f"--tail {lines}" if lines else None, "--timestamps" if timestamps else None, "2>&1"),
+                f"grep {shell_quote_single(grep)}" if grep else None)
+
+
+def follow_logs(config: Configuration, host: str, *, timestamps: bool = True, lines: int | None = None,
+                grep: str | None = None) -> str:
+    command = pipe(docker("logs", CONTAINER, "--timestamps" if timestamps else None, "--tail", str(lines or 10),
+                          "--follow", "2>&1"), f'grep "{grep}"' if grep else None)
+    return run_over_ssh(config, join(command), host)
+
+
+# ----- the admin API (curl on the server, to the port published on its loopback) -----
+
+STATUS_MARK = "\n@@status:"
+
+
+def admin(config: Configuration, method: str, path: str, body: Any = None) -> Command:
+    """``curl`` of Caddy's admin API; prints the response body, then ``STATUS_MARK`` and the HTTP status.
+
+    The status is parsed by :func:`admin_status` (curl's own exit status says only whether it connected).
+    """
+    data = ["-H", "'Content-Type: application/json'", "--data-binary",
+            shell_quote_single(json.dumps(body, separators=(",", ":")))] if body is not None else []
+    return ["curl", "--silent", "--show-error", "--max-time", "30", "-X", method, *data,
+            "-w", shell_quote_single(STATUS_MARK.replace("\n", "\\n") + "%{http_code}"),
+            f"http://127.0.0.1:{admin_port(config)}{path}"]
+
+
+def admin_status(stdout: str) -> tuple[int, str]:
+    """``(HTTP status, body)`` of an :func:`admin` call's output (status 0: no answer)."""
+    body, mark, status = stdout.rpartition(STATUS_MARK)
+    if not mark:
+        return 0, stdout
+    try:
+        return int(status.strip() or 0), body
+    except ValueError:
+        return 0, stdout
+
+
+def wait_for_admin(config: Configuration, attempts: int = 100) -> str:
+    """A shell loop until the admin API answers (a just started Caddy takes a moment), at most ~10 s."""
+    url = f"http://127.0.0.1:{admin_port(config)}/config/"
+    return (f"i=0; until curl --silent --fail --max-time 2 -o /dev/null {url}; do i=$((i+1)); "
+            f"[ $i -lt {attempts} ] || exit 1; sleep 0.1; done")
+
+
+ROUTES_PATH = f"/config/apps/http/servers/{SERVER}/routes"
+
+
+def routes_path(index: int | None = None) -> str:
+    return ROUTES_PATH if index is None else f"{ROUTES_PATH}/{index}"
+
+
+def id_path(route_id: str, *rest: str) -> str:
+    return "/".join([f"/id/{route_id}", *rest])
+
+
+# ----- routes -----
+
+def route_id(role: Role) -> str:
+    """The route's ``@id``: also the network alias its upstreams are looked up by."""
+    return role.container_prefix
+
+
+def alias(role: Role) -> str:
+    return role.container_prefix
+
+
+def _duration(seconds: Any) -> str:
+    return f"{seconds}s"
+
+
+def upstream_handlers(role: Role, proxy: Proxy) -> list[dict[str, Any]]:
+    """The route's handlers while live: strip the path prefix (kamal-proxy's default), then reverse_proxy."""
+    handlers: list[dict[str, Any]] = []
+    prefixes = proxy.path_prefixes
+    if prefixes and proxy.raw.get("strip_path_prefix", True):
+        handlers.append({"handler": "subroute", "routes": [
+            {"match": [{"path": _path_patterns(prefix)}],
+             "handle": [{"handler": "rewrite", "strip_path_prefix": _normal_prefix(prefix)}], "terminal": False}
+            for prefix in _longest_first(prefixes)]})
+    transport: dict[str, Any] = {"protocol": "http", "dial_timeout": "500ms"}
+    if proxy.raw.get("response_timeout"):
+        transport["response_header_timeout"] = _duration(proxy.raw["response_timeout"])
+    handlers.append({
+        "handler": "reverse_proxy",
+        "dynamic_upstreams": {"source": "a", "name": alias(role), "port": str(proxy.app_port),
+                              "refresh": f"{REFRESH_MS}ms", "resolver": {"addresses": [RESOLVER]}},
+        # A failed dial (a stopped container) is retried on another upstream for up to 5 s.
+        "load_balancing": {"selection_policy": {"policy": "round_robin"}, "try_duration": "5s",
+                           "try_interval": "50ms"},
+        "health_checks": {"passive": {"fail_duration": "3s", "max_fails": 1}},
+        "transport": transport,
+    })
+    return handlers
+
+
+def maintenance_handlers(role: Role, message: str | None = None) -> list[dict[str, Any]]:
+    return [{"@id": f"{MAINTENANCE_MARKER}-{route_id(role)}", "handler": "static_response", "status_code": 503,
+             "headers": {"Content-Type": ["text/plain; charset=utf-8"], "Retry-After": ["30"]},
+             "body": (message or MAINTENANCE_BODY) + "\n"}]
+
+
+def in_maintenance(route: Mapping[str, Any]) -> bool:
+    handle = route.get("handle") or []
+    return bool(handle) and str(handle[0].get("@id", "")).startswith(MAINTENANCE_MARKER)
+
+
+def route(role: Role, handlers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The role's route: its hosts (none: every host) and path prefixes, then ``handlers`` (default: live)."""
+    proxy = role.proxy
+    if proxy is None:
+        raise ValueError(f"role {role.name} runs no proxy")
+    match: dict[str, Any] = {}
+    if proxy.hosts:
+        match["host"] = list(proxy.hosts)
+    if proxy.path_prefixes:
+        match["path"] = [p for prefix in _longest_first(proxy.path_prefixes) for p in _path_patterns(prefix)]
+    found: dict[str, Any] = {"@id": route_id(role)}
+    if match:
+        found["match"] = [match]
+    found["handle"] = handlers if handlers is not None else upstream_handlers(role, proxy)
+    found["terminal"] = True
+    return found
+
+
+def _normal_prefix(prefix: str) -> str:
+    return "/" + prefix.strip("/")
+
+
+def _path_patterns(prefix: str) -> list[str]:
+    """``/api`` matches ``/api`` and ``/api/...`` (not ``/apiary``), as kamal-proxy's path prefixes."""
+    normal = _normal_prefix(prefix)
+    return ["/*"] if normal == "/" else [normal, f"{normal}/*"]
+
+
+def _longest_first(prefixes: Sequence[str]) -> list[str]:
+    return sorted(prefixes, key=lambda p: -len(_normal_prefix(p)))
+
+
+def order_key(route: Mapping[str, Any]) -> tuple[int, int, int]:
+    """Routes are tried in order: by host before the catch-all, exact hosts before wildcards, then
+    longer path prefixes first (a route without prefix last); the 404 fallback after everything."""
+    if route.get("@id") == FALLBACK_ROUTE["@id"]:
+        return (2, 0, 0)
+    match = (route.get("match") or [{}])[0]
+    hosts = match.get("host") or []
+    paths = [p.removesuffix("/*") for p in match.get("path") or []]
+    return (0 if hosts else 1, 1 if any("*" in h for h in hosts) else 0, -max((len(p) for p in paths), default=0))
+
+
+def insert_index(routes: Sequence[Mapping[str, Any]], new: Mapping[str, Any]) -> int:
+    """Where ``new`` goes among ``routes`` (kept in order): after every route that sorts before or with it."""
+    key = order_key(new)
+    return sum(1 for existing in routes if order_key(existing) <= key)
+
+
+def same_route(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def plan_route(routes: Sequence[Mapping[str, Any]], new: Mapping[str, Any]) -> tuple[str, str, Any] | None:
+    """The one admin call that puts ``new`` in place among the server's ``routes``, None when it is there.
+
+    A missing route is inserted at its place (``PUT`` at an index inserts; several services add theirs
+    without rewriting each other's). A changed one is replaced where it is (``PATCH /id/...``), or, when it
+    has to move, the whole list is written again, re-sorted.
+    """
+    others = [r for r in routes if r.get("@id") != new.get("@id")]
+    if len(others) == len(routes):
+        index = insert_index(others, new)
+        if index == len(routes):
+            return ("POST", routes_path(), new)
+        return ("PUT", routes_path(index), new)
+    replaced = [dict(new) if r.get("@id") == new.get("@id") else r for r in routes]
+    keys = [order_key(r) for r in replaced]
+    if keys == sorted(keys):  # still in order where it is
+        current = next(r for r in routes if r.get("@id") == new.get("@id"))
+        return None if same_route(current, new) else ("PATCH", id_path(str(new["@id"])), new)
+    return ("PATCH", routes_path(), sorted(replaced, key=order_key))
+
+
+def parse_routes(body: str) -> list[dict[str, Any]]:
+    """The routes of a ``GET`` of :data:`ROUTES_PATH` (``null`` when none)."""
+    found = json.loads(body) if body.strip() else None
+    return [r for r in found or [] if isinstance(r, dict)]
+
+
+# ----- health checks from inside the proxy's network namespace -----
+
+def health_url(role: Role, container: str) -> str:
+    proxy = role.proxy
+    healthcheck = (proxy.raw.get("healthcheck") or {}) if proxy else {}
+    path = str(healthcheck.get("path") or DEFAULT_HEALTHCHECK_PATH)
+    port = proxy.app_port if proxy else DEFAULT_HTTP_PORT
+    return f"http://{container}:{port}{path if path.startswith('/') else '/' + path}"
+
+
+def probe(config: Configuration, role: Role, container: str, *, deadline: int | None = None) -> Command:
+    """A one-off container in Caddy's network namespace polling the health path until it answers 2xx.
+
+    It sees the app exactly as Caddy does (same DNS, same network). Exit 0: healthy; 1: not healthy
+    within ``deadline`` seconds (default ``deploy_timeout``); 125: no proxy container (docker's own).
+    busybox's ``wget -T`` crashes in some versions, so ``timeout`` bounds each request instead.
+    """
+    healthcheck = (role.proxy.raw.get("healthcheck") or {}) if role.proxy else {}
+    interval = healthcheck.get("interval") or DEFAULT_HEALTHCHECK_INTERVAL
+    timeout = healthcheck.get("timeout") or DEFAULT_PROBE_TIMEOUT
+    seconds = deadline if deadline is not None else config.deploy_timeout
+    url = health_url(role, container)
+    loop = (f"end=$(($(date +%s)+{seconds})); until timeout {timeout} wget -q -O /dev/null {url}; do "
+            f'[ "$(date +%s)" -lt "$end" ] || exit 1; sleep {interval}; done')
+    return docker("run", "--rm", "--label", PROBE_LABEL, "--network", f"container:{CONTAINER}",
+                  probe_image(config), "sh", "-c", shell_quote_single(loop))
+
+
+def join_alias(role: Role, container: str) -> list[Command]:
+    """Docker can't add an alias to a connected endpoint: reconnect with it (the container gets a new address)."""
+    return [docker("network", "disconnect", NETWORK, container),
+            docker("network", "connect", "--alias", alias(role), NETWORK, container)]
+
+
+def leave_alias(container: str) -> list[Command]:
+    return [docker("network", "disconnect", NETWORK, container), docker("network", "connect", NETWORK, container)]

@@ -1,0 +1,371 @@
+"""The caddy driver: its pure builders (container argv, initial config, routes and their order, admin calls,
+probe), and its decisions on a fake session (which calls a deploy makes, how failures map to errors)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from kamalpy.builtin_plugins import proxy_caddy
+from kamalpy.commands import caddy
+from kamalpy.commands.base import join, render
+from kamalpy.config.model import Configuration
+from kamalpy.errors import KamalpyError
+from kamalpy.execution import Step
+from kamalpy.proxy_driver import BootError
+from kamalpy.transport import CommandFailed, CommandResult
+
+BASE = """
+service: app
+image: dhh/app
+registry: {username: dhh, password: secret}
+builder: {arch: amd64}
+"""
+
+
+def make(extra: str = "", servers: str = "servers: [1.1.1.1]\n") -> Configuration:
+    return Configuration(yaml.safe_load(BASE + servers + "proxy:\n  driver: caddy\n" + extra), version="123")
+
+
+def role(config: Configuration, name: str = "web"):
+    return next(r for r in config.roles if r.name == name)
+
+
+# ----- the container -----
+
+def test_image_defaults_and_run_keys() -> None:
+    assert caddy.image(None) == "caddy:2"
+    assert caddy.image({"version": "2.8"}) == "caddy:2.8"
+    assert caddy.image({"registry": "r:5000", "repository": "caddy", "version": "2.6.2"}) == "r:5000/caddy:2.6.2"
+    assert caddy.image({"registry": "r:5000"}) == "r:5000/caddy:2"
+
+
+def test_run_default() -> None:
+    assert join(caddy.run(make(), "1.1.1.1")) == (
+        "docker run --name kamalpy-caddy --network kamal --detach --restart unless-stopped "
+        "--label kamalpy.proxy=caddy --sysctl net.ipv4.tcp_migrate_req=1 "
+        "--volume kamalpy-caddy-config:/config --volume kamalpy-caddy-data:/data "
+        "--volume $PWD/.kamal/caddy:/etc/kamalpy:ro --env XDG_CONFIG_HOME=/config --env XDG_DATA_HOME=/data "
+        "--publish 80:80 --publish 443:443 --publish 127.0.0.1:2019:2019 --log-opt max-size=10m "
+        "caddy:2 caddy run --resume --config /etc/kamalpy/caddy.json")
+
+
+def test_run_with_run_settings_and_admin_port() -> None:
+    config = make("  caddy: {admin_port: 12019}\n  run: {registry: 'r:5000', repository: caddy, version: 2.6.2, "
+                  "http_port: 8080, https_port: 8443, bind_ips: [10.0.0.1], log_max_size: 1m, "
+                  "options: {cpus: 1}}\n")
+    line = join(caddy.run(config, "1.1.1.1"))
+    assert "--publish 10.0.0.1:8080:80 --publish 10.0.0.1:8443:443 --publish 127.0.0.1:12019:2019 " in line
+    assert "--log-opt max-size=1m" in line and '--cpus "1"' in line
+    assert line.endswith("r:5000/caddy:2.6.2 caddy run --resume --config /etc/kamalpy/caddy.json")
+
+
+def test_run_without_publish_keeps_the_admin_port_on_loopback() -> None:
+    line = join(caddy.run(make("  run: {publish: false}\n"), "1.1.1.1"))
+    assert "--publish 80:80" not in line and "--publish 127.0.0.1:2019:2019" in line
+
+
+def test_start_or_run_and_container_commands() -> None:
+    config = make()
+    assert join(caddy.start_or_run(config, "1.1.1.1")).startswith(
+        "docker container start kamalpy-caddy || docker run --name kamalpy-caddy ")
+    assert join(caddy.stop()) == "docker container stop kamalpy-caddy"
+    assert join(caddy.info()) == "docker ps --filter 'name=^kamalpy-caddy$'"
+    assert join(caddy.logs(lines=5, since="1h", grep="err")) == (
+        "docker logs kamalpy-caddy --since 1h --tail 5 --timestamps 2>&1 | grep 'err'")
+    assert join(caddy.remove_volumes()) == "docker volume rm kamalpy-caddy-config kamalpy-caddy-data"
+    assert join(caddy.remove_image(config, "1.1.1.1")) == "docker image rm caddy:2"
+    assert join(caddy.remove_host_directory()) == "rm -rf .kamal/caddy"
+    assert caddy.follow_logs(config, "1.1.1.1").endswith(
+        "'docker logs kamalpy-caddy --timestamps --tail 10 --follow 2>&1'")
+
+
+def test_initial_config_sets_our_admin_listener_and_a_404_fallback() -> None:
+    config = json.loads(caddy.initial_config_json())
+    assert config["admin"] == {"listen": "0.0.0.0:2019"}
+    server = config["apps"]["http"]["servers"]["kamalpy"]
+    assert server["listen"] == [":80"]  # port 80 only: no automatic HTTPS
+    assert server["routes"] == [caddy.FALLBACK_ROUTE]
+
+
+# ----- routes -----
+
+def test_route_of_a_role_with_host() -> None:
+    config = make("  host: app.example.com\n  app_port: 3000\n  response_timeout: 10\n")
+    route = caddy.route(role(config))
+    assert route["@id"] == "app-web"
+    assert route["match"] == [{"host": ["app.example.com"]}]
+    assert route["terminal"] is True
+    [proxy] = route["handle"]
+    assert proxy["handler"] == "reverse_proxy"
+    assert proxy["dynamic_upstreams"] == {"source": "a", "name": "app-web", "port": "3000", "refresh": "500ms",
+                                          "resolver": {"addresses": ["127.0.0.11:53"]}}
+    assert proxy["load_balancing"] == {"selection_policy": {"policy": "round_robin"}, "try_duration": "5s",
+                                       "try_interval": "50ms"}
+    assert proxy["health_checks"] == {"passive": {"fail_duration": "3s", "max_fails": 1}}
+    assert proxy["transport"] == {"protocol": "http", "dial_timeout": "500ms", "response_header_timeout": "10s"}
+
+
+def test_route_alias_includes_the_destination() -> None:
+    config = Configuration(yaml.safe_load(BASE + "servers: [1.1.1.1]\nproxy: {driver: caddy}\n"),
+                           destination="staging", version="1")
+    assert caddy.alias(role(config)) == "app-web-staging"
+    assert "match" not in caddy.route(role(config))  # no host: the catch-all
+
+
+def test_route_with_path_prefixes_strips_them_longest_first() -> None:
+    config = make("  hosts: [a.test, b.test]\n  path_prefixes: [/api, /api/v2/]\n")
+    route = caddy.route(role(config))
+    assert route["match"] == [{"host": ["a.test", "b.test"], "path": ["/api/v2", "/api/v2/*", "/api", "/api/*"]}]
+    strip, proxy = route["handle"]
+    assert strip["handler"] == "subroute"
+    assert [r["handle"][0]["strip_path_prefix"] for r in strip["routes"]] == ["/api/v2", "/api"]
+    assert proxy["handler"] == "reverse_proxy"
+
+
+def test_route_without_strip() -> None:
+    config = make("  path_prefix: /api\n  strip_path_prefix: false\n")
+    assert [h["handler"] for h in caddy.route(role(config))["handle"]] == ["reverse_proxy"]
+
+
+def test_maintenance_route() -> None:
+    config = make("  host: a.test\n")
+    route = caddy.route(role(config), caddy.maintenance_handlers(role(config), "Back soon"))
+    [handler] = route["handle"]
+    assert handler["status_code"] == 503 and handler["body"] == "Back soon\n"
+    assert caddy.in_maintenance(route)
+    assert not caddy.in_maintenance(caddy.route(role(config)))
+    assert caddy.maintenance_handlers(role(config))[0]["body"] == "Service temporarily unavailable\n"
+
+
+def r(rid: str, hosts: list[str] | None = None, prefixes: list[str] | None = None) -> dict:
+    match = {}
+    if hosts:
+        match["host"] = hosts
+    if prefixes:
+        match["path"] = [p for x in prefixes for p in (x, x + "/*")]
+    return {"@id": rid, **({"match": [match]} if match else {}), "handle": [], "terminal": True}
+
+
+def test_order_hosts_then_wildcards_then_catch_all_longer_prefixes_first() -> None:
+    routes = [r("catch"), r("catch-api", prefixes=["/api"]), r("a", ["a.test"]), r("a-api", ["a.test"], ["/api"]),
+              r("a-api-v2", ["a.test"], ["/api/v2"]), r("wild", ["*.test"]), caddy.FALLBACK_ROUTE]
+    ordered = sorted(routes, key=caddy.order_key)
+    assert [x["@id"] for x in ordered] == ["a-api-v2", "a-api", "a", "wild", "catch-api", "catch", "kamalpy-fallback"]
+
+
+def test_plan_inserts_a_new_route_at_its_place() -> None:
+    routes = [r("a", ["a.test"]), r("catch"), caddy.FALLBACK_ROUTE]
+    assert caddy.plan_route(routes, r("b-api", ["b.test"], ["/api"])) == (
+        "PUT", "/config/apps/http/servers/kamalpy/routes/0", r("b-api", ["b.test"], ["/api"]))
+    assert caddy.plan_route(routes, r("c", ["c.test"]))[:2] == ("PUT", "/config/apps/http/servers/kamalpy/routes/1")
+    assert caddy.plan_route([], r("c", ["c.test"]))[:2] == ("POST", "/config/apps/http/servers/kamalpy/routes")
+
+
+def test_plan_leaves_an_unchanged_route_and_replaces_a_changed_one() -> None:
+    routes = [r("a", ["a.test"]), r("b", ["b.test"]), caddy.FALLBACK_ROUTE]
+    assert caddy.plan_route(routes, r("a", ["a.test"])) is None
+    assert caddy.plan_route(routes, r("a", ["z.test"])) == ("PATCH", "/id/a", r("a", ["z.test"]))
+    method, path, body = caddy.plan_route(routes, r("b", ["b.test"], ["/x"]))  # moves before a
+    assert (method, path) == ("PATCH", "/config/apps/http/servers/kamalpy/routes")
+    assert [x["@id"] for x in body] == ["b", "a", "kamalpy-fallback"]
+    method, path, body = caddy.plan_route(routes, r("a"))  # now the catch-all: moves after b
+    assert [x["@id"] for x in body] == ["b", "a", "kamalpy-fallback"]
+
+
+def test_parse_routes() -> None:
+    assert caddy.parse_routes("null\n") == []
+    assert caddy.parse_routes("") == []
+    assert caddy.parse_routes('[{"@id": "a"}]') == [{"@id": "a"}]
+
+
+# ----- admin API and probes -----
+
+def test_admin_call_quotes_the_body_and_reports_the_status() -> None:
+    cmd = caddy.admin(make(), "PATCH", "/id/app-web", {"it's": "x"})
+    assert join(cmd) == (
+        "curl --silent --show-error --max-time 30 -X PATCH -H 'Content-Type: application/json' "
+        "--data-binary '{\"it'\\''s\":\"x\"}' -w '\\n@@status:%{http_code}' http://127.0.0.1:2019/id/app-web")
+    assert render(cmd).startswith("/usr/bin/env curl ")
+    # The shell gives curl exactly the JSON.
+    assert json.loads(shlex.split(join(cmd))[10]) == {"it's": "x"}
+    assert caddy.admin_status('{"a":1}\n@@status:200') == (200, '{"a":1}')
+    assert caddy.admin_status("\n@@status:000") == (0, "")
+    assert caddy.admin_status("curl: (7) refused") == (0, "curl: (7) refused")
+
+
+def test_admin_status_mark_is_what_curl_prints() -> None:
+    # printf interprets -w's escape as curl does: the mark starts on a new line.
+    out = subprocess.run(["sh", "-c", "printf '%s' 'body'; printf '\\n@@status:%s' 201"], capture_output=True,
+                         text=True).stdout
+    assert caddy.admin_status(out) == (201, "body")
+
+
+def test_probe_runs_in_caddys_namespace_with_the_healthcheck_settings() -> None:
+    config = make("  app_port: 3000\n  healthcheck: {path: /health, interval: 2, timeout: 4}\n"
+                  "  caddy: {probe_image: r/busybox:1}\ndeploy_timeout: 45\n")
+    line = join(caddy.probe(config, role(config), "app-web-123"))
+    assert line.startswith("docker run --rm --label kamalpy.proxy=caddy-probe --network container:kamalpy-caddy "
+                           "r/busybox:1 sh -c 'end=$(($(date +%s)+45)); until timeout 4 wget -q -O /dev/null "
+                           "http://app-web-123:3000/health; do ")
+    assert "sleep 2; done'" in line
+    assert "+10))" in join(caddy.probe(config, role(config), "c", deadline=10))
+
+
+def test_probe_defaults() -> None:
+    config = make()
+    line = join(caddy.probe(config, role(config), "app-web-123"))
+    assert " busybox:1.36 " in line and "+30))" in line and "timeout 2 wget" in line and "sleep 1;" in line
+    assert "http://app-web-123:80/up;" in line
+
+
+@pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v timeout wget"], capture_output=True).returncode != 0,
+                    reason="needs timeout and wget")
+def test_probe_loop_gives_up_after_its_deadline() -> None:
+    config = make("  healthcheck: {interval: 1}\n")
+    loop = shlex.split(join(caddy.probe(config, role(config), "127.0.0.1:9", deadline=1)))[-1]
+    proc = subprocess.run(["sh", "-c", loop], capture_output=True, timeout=20)
+    assert proc.returncode == 1
+
+
+def test_alias_join_and_leave() -> None:
+    config = make()
+    assert [join(c) for c in caddy.join_alias(role(config), "app-web-1")] == [
+        "docker network disconnect kamal app-web-1", "docker network connect --alias app-web kamal app-web-1"]
+    assert [join(c) for c in caddy.leave_alias("app-web-1")] == [
+        "docker network disconnect kamal app-web-1", "docker network connect kamal app-web-1"]
+
+
+# ----- the driver's decisions, on a scripted fake session (no server) -----
+
+class FakeSession:
+    """Answers each command by the first matching (substring, status, stdout) rule; records what ran."""
+
+    def __init__(self, rules: list[tuple[str, int, str]] | None = None) -> None:
+        self.host = "1.1.1.1"
+        self.executor = SimpleNamespace(dry_run=False)
+        self.rules = rules or []
+        self.ran: list[str] = []
+
+    def _answer(self, command) -> CommandResult:
+        line = command if isinstance(command, str) else render(command, redact=True)
+        self.ran.append(line)
+        for needle, status, out in self.rules:
+            if needle in line:
+                return CommandResult(self.host, line, status, out)
+        return CommandResult(self.host, line, 0, "")
+
+    def script(self, steps):
+        results = []
+        for step in steps:
+            command = step.command if isinstance(step, Step) else step
+            result = self._answer(command)
+            results.append(result)
+            if not result.ok and (not isinstance(step, Step) or step.check):
+                raise CommandFailed(result, shown_command=result.command)
+        return results
+
+    def execute(self, command, raise_on_non_zero=True, **_):
+        return self._answer(command)
+
+
+def routes_answer(*routes: dict) -> str:
+    return json.dumps(list(routes)) + "\n@@status:200"
+
+
+@pytest.fixture
+def driver(monkeypatch):
+    monkeypatch.setattr(proxy_caddy.time, "sleep", lambda s: None)
+    config = make("  host: a.test\n")
+    return proxy_caddy.CaddyDriver(SimpleNamespace(config=config)), role(config)
+
+
+def test_deploy_adds_a_missing_route_once(driver) -> None:
+    drv, web = driver
+    session = FakeSession([("-X GET", 0, routes_answer(caddy.FALLBACK_ROUTE)), ("-X P", 0, "\n@@status:200")])
+    drv.deploy(session, web, "app-web-123")
+    assert [line.split(" ")[:2] for line in session.ran[:4]] == [["docker", "run"], ["docker", "network"],
+                                                                 ["docker", "network"], ["docker", "run"]]
+    assert "-X PUT" in session.ran[-1] and session.ran[-1].endswith("/config/apps/http/servers/kamalpy/routes/0")
+    # Next deploy: the route is there, nothing is loaded.
+    session = FakeSession([("-X GET", 0, routes_answer(caddy.route(web), caddy.FALLBACK_ROUTE))])
+    drv.deploy(session, web, "app-web-456")
+    assert len(session.ran) == 5 and "-X GET" in session.ran[-1]
+
+
+def test_deploy_of_an_unhealthy_container_raises_boot_error(driver) -> None:
+    drv, web = driver
+    session = FakeSession([("+30))", 1, "")])
+    with pytest.raises(BootError, match=r"^1\.1\.1\.1: role web: app-web-1 did not become healthy within 30s "
+                                        r"\(http://app-web-1:80/up\)$"):
+        drv.deploy(session, web, "app-web-1")
+    assert len(session.ran) == 1  # it never joined the alias
+
+
+def test_deploy_leaves_the_alias_when_the_second_check_fails(driver) -> None:
+    drv, web = driver
+    session = FakeSession([("+10))", 1, "")])
+    with pytest.raises(BootError, match="stopped answering"):
+        drv.deploy(session, web, "app-web-1")
+    assert session.ran[-2:] == ["docker network disconnect kamal app-web-1", "docker network connect kamal app-web-1"]
+
+
+def test_deploy_without_proxy_container(driver) -> None:
+    drv, web = driver
+    session = FakeSession([("+30))", 125, "")])
+    with pytest.raises(KamalpyError, match="no kamalpy-caddy container .* run `kamalpy proxy boot`"):
+        drv.deploy(session, web, "app-web-1")
+
+
+def test_deploy_of_a_vanished_container(driver) -> None:
+    drv, web = driver
+    with pytest.raises(BootError, match="did the container boot"):
+        drv.deploy(FakeSession(), web, "app-web-1", container_id="")
+
+
+def test_admin_errors_carry_caddys_message(driver) -> None:
+    drv, web = driver
+    session = FakeSession([("-X GET", 0, routes_answer()),
+                           ("-X POST", 0, '{"error":"unknown field \\"dynamic_upstreams\\""}\n@@status:400')])
+    with pytest.raises(KamalpyError, match=r'POST /config/apps/http/servers/kamalpy/routes failed \(HTTP 400\): '
+                                           r'\{"error":"unknown field'):
+        drv.deploy(session, web, "app-web-1")
+    session = FakeSession([("curl", 7, "\n@@status:000")])
+    with pytest.raises(KamalpyError, match=r"HTTP no answer"):
+        drv.remove_app(session, web)
+
+
+def test_maintenance_live_and_remove_app(driver) -> None:
+    drv, web = driver
+    session = FakeSession([("-X GET", 0, routes_answer(caddy.route(web), caddy.FALLBACK_ROUTE)),
+                           ("-X PATCH", 0, "\n@@status:200")])
+    drv.maintenance(session, web, message="Back soon")
+    assert "-X PATCH" in session.ran[-1] and session.ran[-1].endswith("/id/app-web") and "Back soon" in session.ran[-1]
+    session = FakeSession([("-X GET", 0, routes_answer(caddy.route(web), caddy.FALLBACK_ROUTE))])
+    drv.live(session, web)
+    assert len(session.ran) == 1  # already live: nothing to load
+    with pytest.raises(KamalpyError, match="no route for app-web on kamalpy-caddy, deploy it first"):
+        drv.maintenance(FakeSession([("-X GET", 0, routes_answer())]), web)
+    session = FakeSession([("-X DELETE", 0, '{"error":"unknown object ID"}\n@@status:404')])
+    drv.remove_app(session, web)  # already gone: fine
+
+
+def test_deploy_keeps_maintenance(driver) -> None:
+    drv, web = driver
+    down = caddy.route(web, caddy.maintenance_handlers(web))
+    session = FakeSession([("-X GET", 0, routes_answer(down, caddy.FALLBACK_ROUTE))])
+    drv.deploy(session, web, "app-web-2")
+    assert len(session.ran) == 5  # no load: the route stays in maintenance
+
+
+def test_validation_refuses_ssl() -> None:
+    assert proxy_caddy.kamalpy_validate_config(make("  host: a.test\n")) is None
+    assert proxy_caddy.kamalpy_validate_config(make("  host: a.test\n  ssl: true\n")).startswith(
+        "proxy/ssl: the caddy proxy driver does not manage TLS")
+    other = Configuration(yaml.safe_load(BASE + "servers: [1.1.1.1]\nproxy: {host: a.test, ssl: true}\n"))
+    assert proxy_caddy.kamalpy_validate_config(other) is None  # kamal-proxy does TLS

@@ -1,0 +1,234 @@
+"""End to end on the sandbox: ``app exec`` (all modes), ``stop``/``start``, ``maintenance``/``live``, ``remove``.
+
+The app is booted as a deploy would (``proxy boot``, ``build pull``, ``app boot``) with the kamal-proxy
+stand-in, which records its calls in ``calls.log`` of its config volume; the recorded calls are compared
+with Kamal's command strings (reference 7.2 #13, #16) once the shell has removed their quotes. Each test
+has its own service name and removes what it made (the servers are shared; the sandbox stays up).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shlex
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import KAMALPY, Result, run_kamalpy
+
+from kamalpy.builtin_plugins.sandbox import hostdocker, images
+from kamalpy.commands.proxy import MINIMUM_VERSION
+
+pytestmark = pytest.mark.sandbox
+
+VERSION = "v1"
+PROXY = "kamal-proxy"
+# Kamal's strings (7.2 #13 and #16) for service `app`, role `web`.
+KAMAL_DEPLOY = ('docker exec kamal-proxy kamal-proxy deploy app-web --target="172.1.0.2:80" --deploy-timeout="30s" '
+                '--drain-timeout="30s" --buffer-requests --buffer-responses --log-request-header="Cache-Control" '
+                '--log-request-header="Last-Modified" --log-request-header="User-Agent"')
+KAMAL_REMOVE = "docker exec kamal-proxy kamal-proxy remove app-web"
+KAMAL_RESUME = "docker exec kamal-proxy kamal-proxy resume app-web"
+KAMAL_STOP = 'docker exec kamal-proxy kamal-proxy stop app-web --drain-timeout="10s" --message="Hi"'
+
+
+def recorded(kamal: str, service: str, target: str | None = None) -> str:
+    """The line the stand-in records for Kamal's command: its arguments after the shell's unquoting."""
+    if target:
+        kamal = kamal.replace("172.1.0.2", target)
+    args = shlex.split(kamal.replace("app-web", f"{service}-web"))
+    return " ".join(args[4:])  # after `docker exec kamal-proxy kamal-proxy`
+
+
+def blocks(result: Result) -> dict[str, str]:
+    """``App Host: H\\n<output>\\n\\n`` blocks of stdout (several per host joined)."""
+    found: dict[str, str] = {}
+    for host, text in re.findall(r"^App Host: (\S+)\n(.*?)\n\n", result.out, re.MULTILINE | re.DOTALL):
+        found[host] = found.get(host, "") + text
+    return found
+
+
+class App:
+    """A project of one web role on two sandbox servers, with an image labelled for its service."""
+
+    def __init__(self, root: Path, sandbox) -> None:
+        self.root, self.sandbox = root, sandbox
+        self.service = f"ac{secrets.token_hex(3)}"
+        self.hosts = list(sandbox.hosts)[:2]
+        self.image = f"{sandbox.registry}/{self.service}"
+        self.config = {"service": self.service, "image": self.service, **yaml.safe_load(sandbox.deploy_yml()),
+                       "builder": {"arch": "amd64"}, "proxy": {"run": {"registry": sandbox.registry}},
+                       "env": {"clear": {"GREETING": "hello"}}}
+        self.config["servers"] = self.hosts
+        self.docker_config = root / "docker-config"
+        self.docker_config.mkdir()
+        (root / "config").mkdir()
+        (root / "config" / "deploy.yml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"VERSION": VERSION, "KAMAL_LOCK": "false", "DOCKER_CONFIG": str(self.docker_config)}
+
+    def run(self, *args: str) -> Result:
+        result = run_kamalpy(*args, cwd=self.root, env=self.env)
+        assert "Traceback" not in result.out + result.err, result.err
+        return result
+
+    def ok(self, *args: str) -> Result:
+        result = self.run(*args)
+        assert result.code == 0, result.err
+        return result
+
+    def docker(self, host: str, *args: str, check: bool = True) -> str:
+        return self.sandbox.docker(host, *args, check=check).stdout.strip()
+
+    def running(self, host: str, name: str) -> bool:
+        return self.docker(host, "inspect", "--format", "{{.State.Running}}", name, check=False) == "true"
+
+    def calls(self, host: str) -> list[str]:
+        """The stand-in's calls about this service (the proxy may be shared with other tests)."""
+        lines = self.docker(host, "exec", PROXY, "cat", images.KAMAL_PROXY_CALLS_LOG).splitlines()
+        return [line for line in lines if f" {self.service}-web " in f" {line} "]
+
+    def audit(self, host: str) -> list[str]:
+        text = self.sandbox.ssh(host, f"cat .kamal/{self.service}-audit.log", check=False).stdout
+        return [line.split("] ")[-1] for line in text.splitlines()]
+
+    def push_image(self) -> None:
+        """``<registry>/<service>:v1``: the sandbox app with the ``service`` label ``build pull`` checks."""
+        env = hostdocker.client_env(self.sandbox.spec)
+        tag = f"{self.image}:{VERSION}"
+        dockerfile = f"FROM {self.sandbox.images['app']}\nLABEL service={self.service}\n"
+        for argv in (["docker", "build", "-q", "-t", tag, "-"], ["docker", "push", "-q", tag]):
+            subprocess.run(argv, input=dockerfile, text=True, env=env, check=True, capture_output=True, timeout=300)
+        subprocess.run(["docker", "rmi", tag], env=env, check=False, capture_output=True)
+
+    def cleanup(self) -> None:
+        for host in self.hosts:
+            ids = self.docker(host, "ps", "-aq", "--filter", f"label=service={self.service}", check=False).split()
+            if ids:
+                self.docker(host, "rm", "-f", *ids, check=False)
+            self.docker(host, "rmi", "-f", f"{self.image}:{VERSION}", f"{self.image}:latest", check=False)
+            self.sandbox.ssh(host, f"rm -rf .kamal/lock-{self.service} .kamal/{self.service}-audit.log "
+                                   f".kamal/apps/{self.service} .kamal/proxy/apps-config/{self.service}", check=False)
+
+
+@pytest.fixture(scope="module")
+def standin(sandbox) -> str:
+    """The stand-in's tag in the registry (pushed here for a sandbox brought up before it existed)."""
+    tag = images.kamal_proxy_image(sandbox.spec)
+    url = f"http://{sandbox.registry}/v2/basecamp/kamal-proxy/tags/list"
+    try:
+        tags = json.loads(urllib.request.urlopen(url, timeout=10).read()).get("tags") or []
+    except OSError:
+        tags = []
+    if MINIMUM_VERSION not in tags:
+        images.build_and_push_kamal_proxy(hostdocker.client_env(sandbox.spec), sandbox.images["busybox"], tag)
+    return tag
+
+
+def _run_proxy(app: App, standin: str) -> list[str]:
+    """The stand-in run with Kamal's flags (``proxy boot`` is another test's subject); the hosts where we ran it.
+
+    A running stand-in (another test's) is shared: its calls are told apart by service name.
+    """
+    ours = []
+    for host in app.hosts:
+        if app.docker(host, "inspect", "--format", "{{.State.Running}} {{.Config.Image}}", PROXY,
+                      check=False) == f"true {standin}":
+            continue
+        app.docker(host, "rm", "-f", PROXY, check=False)
+        app.docker(host, "network", "create", "kamal", check=False)
+        app.docker(host, "pull", "-q", standin)
+        app.docker(host, "run", "--name", PROXY, "--network", "kamal", "--detach", "--restart", "unless-stopped",
+                   "--volume", "kamal-proxy-config:/home/kamal-proxy/.config/kamal-proxy", standin)
+        ours.append(host)
+    return ours
+
+
+@pytest.fixture
+def app(sandbox, standin, tmp_path):
+    app = App(tmp_path, sandbox)
+    app.push_image()
+    ours: list[str] = []
+    try:
+        ours = _run_proxy(app, standin)
+        app.ok("build", "pull")
+        app.ok("app", "boot", "--version", VERSION)  # without --version boot takes the latest tag (none yet)
+        yield app
+    finally:
+        for host in ours:
+            app.docker(host, "rm", "-f", PROXY, check=False)
+        app.cleanup()
+
+
+def test_exec_in_new_and_running_containers(app):
+    name = f"{app.service}-web-{VERSION}"
+    assert all(app.running(host, name) for host in app.hosts)
+
+    # New containers of the latest image (boot tagged it), with the role's env; they are removed after.
+    new = app.ok("app", "exec", "sh -c 'echo $GREETING'")  # quoted: -c would be --config-file (as in Kamal)
+    assert blocks(new) == dict.fromkeys(app.hosts, "hello"), new.out
+    assert "Launching command with version latest from new container..." in new.err
+    leftovers = {h: app.docker(h, "ps", "-aq", "--filter", f"name={app.service}-web-exec-") for h in app.hosts}
+    assert leftovers == dict.fromkeys(app.hosts, "")
+
+    with_env = app.ok("app", "exec", "-p", "--version", VERSION, "-e", "GREETING=bonjour", "sh -c 'echo $GREETING'")
+    assert blocks(with_env) == {app.hosts[0]: "bonjour"}
+
+    # The running container (its KAMAL_VERSION), version found on the primary host.
+    reused = app.ok("app", "exec", "--reuse", "-e", "EXTRA:yes", "--", "sh", "-c", "'echo $KAMAL_VERSION $EXTRA'")
+    assert blocks(reused) == dict.fromkeys(app.hosts, f"{VERSION} yes"), reused.out
+    assert f"Launching command with version {VERSION} from existing container..." in reused.err
+
+    assert app.audit(app.hosts[0])[-3:] == [
+        "Executed cmd 'sh -c 'echo $GREETING'' on app version latest",
+        f"Executed cmd 'sh -c 'echo $GREETING'' on app version {VERSION}",
+        f"Executed cmd 'sh -c 'echo $KAMAL_VERSION $EXTRA'' on app version {VERSION}"]
+
+    # -i hands over to the local ssh line (no terminal here: `docker exec -i`); its exit status is kamalpy's.
+    for args, expected in ((["--reuse"], VERSION), ([], "")):
+        proc = subprocess.run([KAMALPY, "app", "exec", "-i", *args, "sh -c 'echo [$KAMAL_VERSION]; exit 3'"],
+                              cwd=app.root, env={**os.environ, **app.env}, capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=120)
+        assert proc.returncode == 3, proc.stderr
+        assert f"[{expected}]" in proc.stdout, proc.stdout
+        assert "via SSH from" in proc.stderr
+
+
+def test_stop_start_maintenance_live_and_remove(app):
+    service, name = app.service, f"{app.service}-web-{VERSION}"
+
+    app.ok("app", "stop")
+    for host in app.hosts:
+        assert not app.running(host, name)
+        assert app.calls(host)[-1] == recorded(KAMAL_REMOVE, service)
+
+    app.ok("app", "start")
+    for host in app.hosts:
+        assert app.running(host, name)
+        container_id = app.docker(host, "container", "ls", "--all", "--filter", f"name=^{name}$", "--quiet")
+        assert app.calls(host)[-1] == recorded(KAMAL_DEPLOY, service, container_id)
+
+    app.ok("app", "maintenance", "--drain-timeout", "10", "--message", "Hi")
+    assert all(app.calls(h)[-1] == recorded(KAMAL_STOP, service) for h in app.hosts)
+    app.ok("app", "maintenance", "-p", "--message", "Back at 5")
+    assert app.calls(app.hosts[0])[-1] == f"stop {service}-web --drain-timeout=30s --message=Back at 5"
+    app.ok("app", "live")
+    assert all(app.calls(h)[-1] == recorded(KAMAL_RESUME, service) for h in app.hosts)
+
+    app.ok("app", "remove")
+    for host in app.hosts:
+        assert app.calls(host)[-1] == recorded(KAMAL_REMOVE, service)
+        assert app.docker(host, "ps", "-aq", "--filter", f"label=service={service}") == ""
+        assert app.docker(host, "images", "-q", "--filter", f"label=service={service}") == ""
+        for directory in (f".kamal/apps/{service}", f".kamal/proxy/apps-config/{service}"):
+            assert app.sandbox.ssh(host, f"test -e {directory}", check=False).returncode != 0, directory
+        assert app.audit(host)[-7:] == [
+            "Stopped app", f"Started app version {VERSION}", "Stopped app", "Removed all app containers",
+            "Removed all app images", f"Removed .kamal/apps/{service}", f"Removed .kamal/apps/{service}"]
