@@ -122,12 +122,12 @@ class CaddyDriver(ProxyDriver):
             raise KamalpyError(f"{session.host}: no {caddy.CONTAINER} container to health-check {container} from, "
                                f"run `kamalpy proxy boot` ({failed})") from None
         if shown == first_probe:
-            raise BootError(f"{session.host}: role {role.name}: {container} did not become healthy within "
+            raise BootError(f"{session.host}: {container} did not become healthy within "
                             f"{self.config.deploy_timeout}s ({caddy.health_url(role, container)})") from None
         if shown == second_probe:
             # It answered before it joined the alias: take it out again so it gets no traffic.
             session.script([Step(c, check=False) for c in caddy.leave_alias(container)])
-            raise BootError(f"{session.host}: role {role.name}: {container} stopped answering "
+            raise BootError(f"{session.host}: {container} stopped answering "
                             f"{caddy.health_url(role, container)} after joining {caddy.alias(role)}") from None
         raise failed
 

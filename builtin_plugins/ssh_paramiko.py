@@ -91,23 +91,29 @@ class ParamikoConnection:
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
             raise TransportError(self.host, "connection lost")
-        channel = transport.open_session()
+        try:
+            channel = transport.open_session()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise TransportError(self.host, f"connection lost ({exc or type(exc).__name__})") from None
         try:
             channel.settimeout(timeout)
             channel.exec_command(command)
             if stdin is not None:
                 channel.sendall(stdin)
             channel.shutdown_write()
-            out, err = self._collect(channel, on_output, timeout)
+            out, err = self._collect(channel, on_output, timeout, transport)
             status = channel.recv_exit_status()
         except TimeoutError as exc:
             raise TransportError(self.host, f"timed out after {timeout}s running: {command}") from exc
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            # The server went away while the command ran: it may or may not have finished there.
+            raise TransportError(self.host, f"connection lost ({exc or type(exc).__name__})") from None
         finally:
             channel.close()
         return CommandResult(self.host, command, status, out, err)
 
     def _collect(self, channel: paramiko.Channel, on_output: Callable[[str, str], None] | None,
-                 timeout: float | None) -> tuple[str, str]:
+                 timeout: float | None, transport: paramiko.Transport) -> tuple[str, str]:
         streams = {"stdout": (bytearray(), channel.recv_ready, channel.recv),
                    "stderr": (bytearray(), channel.recv_stderr_ready, channel.recv_stderr)}
         deadline = time.monotonic() + timeout if timeout else None
@@ -127,10 +133,20 @@ class ParamikoConnection:
                     break
                 if deadline and time.monotonic() > deadline:
                     raise TimeoutError()
+                if not transport.is_active() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                    raise EOFError("the connection closed before the command ended")
                 channel.status_event.wait(0.01)
         return streams["stdout"][0].decode(errors="replace"), streams["stderr"][0].decode(errors="replace")
 
     def upload(self, data: bytes, remote_path: str, mode: int = 0o644) -> None:
+        try:
+            self._upload(data, remote_path, mode)
+        except (EOFError, paramiko.SSHException, ConnectionError) as exc:
+            raise TransportError(self.host, f"connection lost ({exc or type(exc).__name__})") from None
+        except OSError as exc:  # SFTP's answer: no such directory, permission denied, ...
+            raise TransportError(self.host, f"upload of {remote_path} failed: {exc.strerror or exc}") from None
+
+    def _upload(self, data: bytes, remote_path: str, mode: int) -> None:
         with self.client.open_sftp() as sftp:
             # Create with the final mode before writing, so a secret never sits world-readable.
             with sftp.open(remote_path, "wb") as handle:

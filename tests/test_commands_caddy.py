@@ -301,7 +301,7 @@ def test_deploy_adds_a_missing_route_once(driver) -> None:
 def test_deploy_of_an_unhealthy_container_raises_boot_error(driver) -> None:
     drv, web = driver
     session = FakeSession([("+30))", 1, "")])
-    with pytest.raises(BootError, match=r"^1\.1\.1\.1: role web: app-web-1 did not become healthy within 30s "
+    with pytest.raises(BootError, match=r"^1\.1\.1\.1: app-web-1 did not become healthy within 30s "
                                         r"\(http://app-web-1:80/up\)$"):
         drv.deploy(session, web, "app-web-1")
     assert len(session.ran) == 1  # it never joined the alias

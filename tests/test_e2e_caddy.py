@@ -158,7 +158,7 @@ def test_switch_under_load_loses_no_request_and_a_bad_release_is_refused(service
             service.deploy(v3)
     error = raised.value.errors[service.host]
     assert isinstance(error, BootError)
-    assert str(error) == (f"{service.host}: role web: {v3} did not become healthy within 8s "
+    assert str(error) == (f"{service.host}: {v3} did not become healthy within 8s "
                           f"(http://{v3}:80/up)")
     assert load.result.failed == 0, load.result.summary()
     assert set(load.result.versions) == {"v2"}

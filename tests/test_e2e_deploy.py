@@ -30,6 +30,7 @@ HOOK_SCRIPT = """#!/bin/sh
 name=$(basename "$0")
 echo "$name|$KAMAL_COMMAND|$KAMAL_HOSTS|$KAMAL_LOCK|${KAMAL_RUNTIME:-}|${DB_PASSWORD:+has-secret}" >> "$HOOK_LOG"
 if [ -n "$HOOK_SLEEP" ] && [ "$name" = "$HOOK_SLEEP_IN" ]; then sleep "$HOOK_SLEEP"; fi
+if [ -n "$HOOK_RUN" ] && [ "$name" = "$HOOK_RUN_IN" ]; then sh -c "$HOOK_RUN"; fi
 """
 
 
@@ -265,3 +266,25 @@ def test_ctrl_c_during_a_deploy_releases_the_lock_and_the_old_version_keeps_runn
     project.ok("deploy", "-P", "--version", "v2")
     for host in project.web:
         assert project.running(host) == [f"{svc}-web-v2"]
+
+
+def test_a_host_that_goes_down_mid_deploy_fails_the_deploy_naming_it_and_a_later_deploy_succeeds(project):
+    svc = project.service
+    worker = project.workers[0]
+    netns = project.sandbox.server(worker)["netns"]
+    # Every packet to its sshd answered with a reset: the open connection dies, new ones are refused.
+    rule = "INPUT -p tcp --dport 22 -j REJECT --reject-with tcp-reset"
+    project.ok("deploy", "-P", "--version", "v1")
+    try:
+        result = project.run("deploy", "-P", "--version", "v2", HOOK_RUN=f"ip netns exec {netns} iptables -I {rule}",
+                             HOOK_RUN_IN="pre-app-boot")
+        assert result.code == 1
+        last = result.err.strip().splitlines()[-1]
+        assert last.startswith("ERROR: ") and worker in last, last
+        # Read through the server's docker socket (no SSH): the old version still runs there.
+        assert project.running(worker) == [f"{svc}-workers-v1"]
+    finally:
+        subprocess.run(["ip", "netns", "exec", netns, "iptables", "-D", *rule.split()], check=False)
+    assert "There is no deploy lock" in (lambda r: r.out + r.err)(project.run("lock", "status"))
+    project.ok("deploy", "-P", "--version", "v2")
+    assert project.running(worker) == [f"{svc}-workers-v2"]
