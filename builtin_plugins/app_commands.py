@@ -341,15 +341,17 @@ def remove_images(commander: Commander) -> None:
 
 
 def remove_app_directories(commander: Commander) -> None:
-    """``.kamal/apps/<svc>`` and the proxy's ``apps-config/<svc>`` (missing ones are fine), audited as Kamal does."""
+    """``.kamal/apps/<svc>`` and the proxy's ``apps-config/<svc>`` (missing ones are fine), audited as Kamal does.
+
+    Kamal 2.11 runs the ``rm`` once per role of the host and writes one audit line per host, without a role.
+    """
     config = commander.config
-    line = f"Removed {config.app_directory}"
 
     def per_host(session: Session) -> None:
-        steps: list[Step] = []
-        for role in commander.specifics.roles_on(session.host):
-            steps += [_audit(commander, line, role), Step(server_commands.remove_app_directory(config), check=False)]
-        steps += [_audit(commander, line), Step(app_proxy.remove_proxy_app_directory(config), check=False)]
+        steps: list[Step] = [Step(server_commands.remove_app_directory(config), check=False)
+                             for _ in commander.specifics.roles_on(session.host)]
+        steps += [_audit(commander, f"Removed {config.app_directory}"),
+                  Step(app_proxy.remove_proxy_app_directory(config), check=False)]
         session.script(steps)
 
     with commander.lock.hold():

@@ -3,7 +3,8 @@
 ``build push`` runs Kamal 2.11's sequence on the deploying machine: the pre-connect hook, the Docker
 check, the registry login (not for remote builders), the pre-build hook, the git clone (unless
 ``builder.context`` is set), the builder check and the build, by the strategy the configuration selects
-(kamalpy.builders). Without buildx the local strategy builds with the plain ``docker build``.
+(kamalpy.builders). Without buildx the local strategy builds with the plain ``docker build``, and the
+remote one with the remote host's ``docker build`` over SSH.
 
 ``build pull`` logs in on the app hosts (not for a local registry: their pulls reach it through SSH
 reverse port forwards instead). With several hosts, one host per distinct registry mirror pulls first to
@@ -145,6 +146,11 @@ def check_docker(commander: Commander, local: LocalSession, strategy: BuilderStr
     missing = "Docker buildx plugin is not installed locally"
     if not strategy.plain_fallback:
         raise BuildError(f"{missing}: the {strategy.name} builder needs it")
+    notice = strategy.plain_check(output)
+    if notice is not None:
+        # A strategy with a plain build of its own (the remote one: over SSH) refuses and announces it itself.
+        commander.output.warn(notice)
+        return True
     needs = commands.buildx_only_settings(commander.config, strategy.kind)
     if needs:
         raise BuildError(f"{missing}: {', '.join(needs)} needs it (the plain `docker build` cannot do that)")
@@ -343,12 +349,12 @@ def _context_files(context: str) -> list[str]:
         if path.is_dir() or ".git" in path.relative_to(base).parts[:1]:
             continue
         relative = path.relative_to(base).as_posix()
-        if not _docker_ignored(relative, patterns):
+        if not docker_ignored(relative, patterns):
             found.append(os.path.normpath(os.path.join(context, relative)))
     return found
 
 
-def _docker_ignored(relative: str, patterns: list[str]) -> bool:
+def docker_ignored(relative: str, patterns: list[str]) -> bool:
     ignored = False
     for pattern in patterns:
         negate = pattern.startswith("!")

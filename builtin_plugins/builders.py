@@ -1,19 +1,29 @@
 """Built-in plugin: Kamal's five builder strategies (``local``, ``remote``, ``hybrid``, ``pack``, ``cloud``).
 
-Their commands are Kamal 2.11's (kamalpy.commands.builder). The local strategy alone can also build
-without buildx, with the plain ``docker build`` and ``docker push`` (docs/builders.md).
+Their commands are Kamal 2.11's (kamalpy.commands.builder). Without buildx (docs/builders.md) the local
+strategy builds with the plain ``docker build`` and ``docker push`` here, and the remote strategy (one arch,
+an ``ssh://`` remote) with the remote host's ``docker build``: kamalpy's own SSH connection carries the
+build context as a tar on the command's standard input, then that host logs in and pushes.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import os
+import tarfile
 from typing import TYPE_CHECKING, Any
 
 from kamalpy.builders import BuilderStrategy, BuildRequest
 from kamalpy.commands import builder as commands
+from kamalpy.commands import registry as registry_commands
+from kamalpy.errors import KamalpyError
+from kamalpy.execution import Executor, Session
 from kamalpy.plugin import hookimpl
+from kamalpy.transport import CommandFailed
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kamalpy.execution import Session
+    from kamalpy.commander import Commander
 
 
 class LocalStrategy(BuilderStrategy):
@@ -33,9 +43,114 @@ class LocalStrategy(BuilderStrategy):
 
 
 class RemoteStrategy(BuilderStrategy):
-    """buildx on another machine's Docker (``builder.remote``) for every arch."""
+    """buildx on another machine's Docker (``builder.remote``) for every arch.
+
+    Without buildx here: the remote host's own ``docker build`` over SSH, for one arch (:meth:`plain_check`).
+    """
 
     name = kind = commands.REMOTE
+    plain_fallback = True
+
+    @property
+    def remote(self) -> commands.RemoteBuilder:
+        return commands.remote_builder(str(self.config.builder.remote))
+
+    def plain_check(self, output: str) -> str | None:
+        """Refuse what the plain build over SSH cannot do (one line naming the key); else the notice to show."""
+        needs = commands.remote_plain_blockers(self.config, output)
+        if needs:
+            raise KamalpyError(f"Docker buildx plugin is not installed locally: {', '.join(needs)} needs it "
+                               "(the plain `docker build` over SSH builds one arch and pushes)")
+        commands.dockerfile_in_context(self.config)  # the Dockerfile must travel with the context
+        return commands.remote_plain_notice(self.remote.host, self.config.builder.arches[0])
+
+    def build_plain(self, session: Session, request: BuildRequest) -> None:
+        """Log in on the builder host, build there from the context sent on stdin, push both tags from there."""
+        config, remote = self.config, self.remote
+        build = commands.remote_plain_build(config, config.builder.arches[0], no_cache=request.no_cache,
+                                            tag_as_dirty=request.dirty)
+        executor = _builder_executor(self.commander, remote)
+        builder = Session(executor, remote.host)
+        try:
+            login = registry_commands.login(config)
+            try:
+                builder.execute(login.command, stdin=login.stdin)
+            except CommandFailed as error:
+                raise registry_commands.login_failed(config.registry, error) from error
+            files = context_files(config.builder.context, commands.dockerfile_in_context(config))
+            if executor.dry_run:
+                executor.output.dry_run(remote.host, commands.context_upload_line(len(files)))
+                builder.execute(build)
+            else:
+                context = context_tar(config.builder.context, files)
+                self.commander.output.info(f"Sending the build context to {remote.host}: {len(files)} files, "
+                                           f"{len(context)} bytes")
+                builder.execute(build, stdin=context)
+            if request.output == "registry":
+                for tag in commands.tags(config, request.dirty):
+                    builder.execute(commands.plain_push(tag))
+        finally:
+            executor.close()
+
+
+def _builder_executor(commander: Commander, remote: commands.RemoteBuilder) -> Executor:
+    """A pool of its own for the builder host: the ``ssh:`` settings, with the URL's user and port when given."""
+    base = commander.executor
+    settings = dataclasses.replace(base.settings, user=remote.user or base.settings.user,
+                                   port=remote.port or base.settings.port)
+    return Executor(base.transport, settings, commander.output, dry_run=commander.dry_run,
+                    command_timeout=base.command_timeout)
+
+
+def context_files(context: str, dockerfile: str) -> list[str]:
+    """Paths (relative to ``context``, ``/``-separated) that go into the build context: the Dockerfile first
+    (a short first entry lets the docker CLI tell a tar on stdin from a Dockerfile), then the rest sorted.
+
+    ``.dockerignore`` is applied as ``build dev`` applies it (an approximation of Docker's matcher); like
+    the docker CLI, nothing else is left out (not even ``.git``). The Dockerfile and ``.dockerignore``
+    always go: the daemon reads them, and drops them itself when ``.dockerignore`` lists them.
+    """
+    from kamalpy.builtin_plugins.build_commands import docker_ignored
+
+    patterns = _dockerignore_patterns(context)
+    found = []
+    for directory, dirs, names in os.walk(context):
+        dirs.sort()
+        for name in [*dirs, *names]:
+            path = os.path.join(directory, name)
+            relative = os.path.relpath(path, context).replace(os.sep, "/")
+            if relative != dockerfile and (relative == ".dockerignore" or not docker_ignored(relative, patterns)):
+                found.append(relative)
+    return [dockerfile, *sorted(found)]
+
+
+def _dockerignore_patterns(context: str) -> list[str]:
+    try:
+        with open(os.path.join(context, ".dockerignore")) as handle:
+            lines = [line.strip() for line in handle]
+    except FileNotFoundError:
+        return []
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def context_tar(context: str, files: list[str]) -> bytes:
+    """The build context as an uncompressed tar, owned by root as the docker CLI sends it."""
+    buffer = io.BytesIO()
+    # GNU, not PAX: the docker CLI recognises a tar on stdin from its first 1024 bytes, too few for a PAX
+    # header, its record and the first file's header.
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for relative in files:
+            info = tar.gettarinfo(os.path.join(context, relative), arcname=relative)
+            if info is None:  # a socket or the like: the docker CLI leaves those out too
+                continue
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if info.isfile():
+                with open(os.path.join(context, relative), "rb") as handle:
+                    tar.addfile(info, handle)
+            else:
+                tar.addfile(info)
+    return buffer.getvalue()
 
 
 class HybridStrategy(BuilderStrategy):

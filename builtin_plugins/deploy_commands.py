@@ -91,14 +91,21 @@ def deploy_flow(commander: Commander, *, skip_push: bool, redeploy: bool = False
                            + ", ".join(a.name for a in commander.config.accessories))
         output.say("Detect stale containers...")
         app_boot.stale_containers(commander, stop=True)
-        # The prune goes with the final `docker tag` of each app host, in the same round trip.
-        pruning = [] if redeploy else prune_steps(commander)
-        results = app_boot.boot(commander, commander.config.version, after=pruning)
-        if pruning:
+        # The prune goes with the final `docker tag` of each app host, in the same round trip. Its steps are
+        # made after the tag's audit line, so that the audit log's times are in order, as Kamal's are.
+        pruning: list[Step] = []
+
+        def prune_after_tag() -> list[Step]:
+            pruning[:] = prune_steps(commander)
+            return pruning
+
+        results = app_boot.boot(commander, commander.config.version, after=() if redeploy else prune_after_tag)
+        if not redeploy:
             output.say("Pruned old containers and images (with the tag, in the same round trip)")
             others = [h for h in commander.hosts if h not in results]  # hosts of accessories only
             if others:
-                results.update(commander.on(others, lambda s: s.script(pruning)))
+                steps = pruning or prune_steps(commander)
+                results.update(commander.on(others, lambda s: s.script(steps)))
             _warn_on_prune_failures(commander, results)
     runtime = time.monotonic() - started
     output.say(f"Finished all in {runtime:.1f} seconds")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,11 +64,12 @@ class Barrier:
 
 
 def boot(commander: Commander, version: str | None = None,
-         after: Sequence[Step] = ()) -> dict[str, list[CommandResult]]:
+         after: Sequence[Step] | Callable[[], Sequence[Step]] = ()) -> dict[str, list[CommandResult]]:
     """Boot ``version`` (default: the ``--version`` option, else the latest tag) on the selected app hosts.
 
     ``after``: steps to run on each app host in the same round trip as the final ``docker tag`` (``deploy``
-    passes its prune there); their results by host are returned.
+    passes its prune there); their results by host are returned. A callable is called after the tag's audit
+    line is made, so audit lines made by the steps carry later times, as Kamal's do.
     """
     config = commander.config
     options = commander.run.options
@@ -92,8 +93,9 @@ def boot(commander: Commander, version: str | None = None,
                 time.sleep(float(wait))
         record = auditor.record(config, f"Tagging {config.absolute_image} as the latest image",
                                 performer=commander.performer)
+        steps = list(after() if callable(after) else after)
         results = commander.on(hosts, lambda s: s.script([Step(record, quiet=True),
-                                                          app_commands.tag_latest_image(config), *after]))
+                                                          app_commands.tag_latest_image(config), *steps]))
         return {host: found[2:] for host, found in results.items()}
 
 

@@ -126,6 +126,11 @@ class BuilderStrategy:
                                 secrets=builder_secrets(self.config))
         session.execute(command, env=self.build_env() or None)
 
+    def plain_check(self, output: str) -> str | None:
+        """Without buildx: None to use the local ``docker build`` fallback's checks, or this strategy's own
+        notice after refusing (one line naming the key) what its plain build cannot do."""
+        return None
+
     def build_plain(self, session: Session, request: BuildRequest) -> None:
         """The build with the plain ``docker build`` (no buildx), then ``docker push`` of both tags."""
         raise KamalpyError(f"The {self.name} builder needs docker buildx")

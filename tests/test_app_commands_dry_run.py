@@ -223,8 +223,8 @@ def _images(host: str) -> list[tuple[str, str]]:
 
 
 def _directories(host: str, *roles: str) -> list[tuple[str, str]]:
-    each = [item for role in roles for item in (audit(host, "Removed .kamal/apps/app", role),
-                                                (host, "/usr/bin/env rm -r .kamal/apps/app"))]
+    # Kamal 2.11 removes the directory once per role, and writes one audit line per host, without a role.
+    each = [(host, "/usr/bin/env rm -r .kamal/apps/app") for _ in roles]
     return [*each, audit(host, "Removed .kamal/apps/app"), (host, "/usr/bin/env rm -r .kamal/proxy/apps-config/app")]
 
 

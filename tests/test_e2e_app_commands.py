@@ -229,6 +229,6 @@ def test_stop_start_maintenance_live_and_remove(app):
         assert app.docker(host, "images", "-q", "--filter", f"label=service={service}") == ""
         for directory in (f".kamal/apps/{service}", f".kamal/proxy/apps-config/{service}"):
             assert app.sandbox.ssh(host, f"test -e {directory}", check=False).returncode != 0, directory
-        assert app.audit(host)[-7:] == [
+        assert app.audit(host)[-6:] == [
             "Stopped app", f"Started app version {VERSION}", "Stopped app", "Removed all app containers",
-            "Removed all app images", f"Removed .kamal/apps/{service}", f"Removed .kamal/apps/{service}"]
+            "Removed all app images", f"Removed .kamal/apps/{service}"]

@@ -7,7 +7,8 @@ differs from the 2.12 notes in two cache details kept here: a registry cache's `
 ``ref=`` before the options, and a gha ``--cache-from`` keeps only the options that locate the cache.
 
 Kinds (Kamal's builder classes): ``local``, ``remote``, ``hybrid``, ``pack``, ``cloud``. Without buildx
-the local kind can build with the plain ``docker build`` (:func:`plain_build`), which is kamalpy's own.
+the local kind can build with the plain ``docker build`` (:func:`plain_build`), and an ``ssh://`` remote
+with that host's ``docker build`` over SSH (:func:`remote_plain_build`): both are kamalpy's own.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
+from urllib.parse import unquote, urlsplit
 
 from kamalpy.commands.base import Command, Sensitive, any_of, chain, combine, docker, file_join, pipe
 from kamalpy.config.args import argumentize, escape_shell_value, is_present, ruby_string
@@ -332,6 +334,79 @@ def plain_build(config: Configuration, arch: str | None, *, no_cache: bool = Fal
 
 def plain_push(tag: str) -> Command:
     return docker("push", tag)
+
+
+
+# ----- without buildx: the remote builder's plain `docker build` over SSH (kamalpy's own) -----
+# The build context goes as a tar on the build command's standard input (`docker build -`), over kamalpy's
+# own SSH connection to builder.remote; that host then logs in to the registry and pushes both tags.
+
+REMOTE_PLAIN_OUTPUTS = ("registry",)  # the image is built on the remote host: pushing is the only way out
+
+
+class RemoteBuilder(NamedTuple):
+    """``builder.remote`` (``ssh://[user@]host[:port]``) split up; user and port None when not given."""
+
+    host: str
+    user: str | None
+    port: int | None
+
+
+def remote_builder(url: str) -> RemoteBuilder:
+    """The parts of an ``ssh://`` ``builder.remote`` (the plain remote build reaches only SSH remotes)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme != "ssh" or not parts.hostname or port == -1 or parts.path not in ("", "/"):
+        raise BuilderError(f"builder/remote: {url} is not ssh://[user@]host[:port]")
+    return RemoteBuilder(parts.hostname, unquote(parts.username) if parts.username else None, port)
+
+
+def remote_plain_blockers(config: Configuration, output: str) -> list[str]:
+    """What the plain build over SSH cannot do: the keys that need buildx (and a non-push ``--output``)."""
+    found = buildx_only_settings(config, LOCAL)
+    if not config.builder.remote_is_ssh:
+        found.insert(0, "builder/remote")
+    if config.registry.local:
+        found.append("registry/server")  # localhost:PORT on the builder is not this machine's registry
+    if output not in REMOTE_PLAIN_OUTPUTS:
+        found.append(f"--output {output}")
+    return found
+
+
+def remote_plain_notice(host: str, arch: str) -> str:
+    return f"docker buildx is not available: building on {host} with its docker build over SSH (linux/{arch} only)"
+
+
+def dockerfile_in_context(config: Configuration) -> str:
+    """``builder.dockerfile`` (relative to the working directory) as a path inside the context, for ``--file``."""
+    builder = config.builder
+    relative = os.path.relpath(os.path.abspath(builder.dockerfile), os.path.abspath(builder.context))
+    if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+        raise BuilderError(f"builder/dockerfile: {builder.dockerfile} is outside the build context "
+                           f"{builder.context}, which is all the plain remote build sends")
+    return relative.replace(os.sep, "/")
+
+
+def remote_plain_build(config: Configuration, arch: str, *, no_cache: bool = False,
+                       tag_as_dirty: bool = False) -> Command:
+    """``docker build ... -``: the image from the tar context on standard input, into the remote engine."""
+    builder = config.builder
+    check_dockerfile(config)
+    options = argumentize("--label", {"service": config.service})
+    options += _sensitive(argumentize("--build-arg", builder.args))
+    options += argumentize("--file", dockerfile_in_context(config))
+    if is_present(builder.target):
+        options += argumentize("--target", builder.target)
+    return docker("build", _platform([arch]), _tag_options(config, tag_as_dirty), options,
+                  ["--no-cache"] if no_cache else None, "-")
+
+
+def context_upload_line(files: int) -> str:
+    """What a dry run prints for the context sent on the build's standard input."""
+    return f"stdin: build context {files} files"
 
 
 # ----- git-clone builds -----
