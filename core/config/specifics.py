@@ -110,7 +110,9 @@ class Specifics:
 
     @property
     def app_hosts(self) -> list[str]:
-        return [h for h in self.config.app_hosts if h in self.hosts]
+        """The selected app hosts, those running the primary role first (boot groups rely on it)."""
+        app_hosts = set(self.config.app_hosts)
+        return [h for h in self.hosts if h in app_hosts]
 
     @property
     def proxy_hosts(self) -> list[str]:
