@@ -87,8 +87,9 @@ def deploy_flow(commander: Commander, *, skip_push: bool, redeploy: bool = False
             output.say("Ensure the proxy is running...")
             proxy_commands.boot(commander)
             if boot_accessories and commander.config.accessories:
-                output.say("Accessories are not supported yet: skipping "
-                           + ", ".join(a.name for a in commander.config.accessories))
+                from kamalpy.builtin_plugins import accessory_commands
+
+                accessory_commands.boot_missing(commander)
         output.say("Detect stale containers...")
         app_boot.stale_containers(commander, stop=True)
         # The prune goes with the final `docker tag` of each app host, in the same round trip. Its steps are
@@ -197,7 +198,8 @@ def _list_versions(commander: Commander) -> None:
 @command("remove")
 @click.option("-y", "--confirmed", is_flag=True, help="Do not ask for confirmation.")
 def remove(confirmed: bool) -> None:
-    """Remove the app's containers, images and files, the proxy (unless other apps use it) and the registry login."""
+    """Remove the app's containers, images and files, the proxy (unless other apps use it), the accessories
+    and the registry login."""
     from kamalpy.builtin_plugins import app_commands, proxy_commands, registry_commands
 
     commander = _commander()
@@ -207,19 +209,24 @@ def remove(confirmed: bool) -> None:
         app_commands.remove(commander)
         proxy_commands.remove_proxy(commander, force=False)
         if commander.config.accessories:
-            commander.output.say("Accessories are not supported yet: not removing "
-                                 + ", ".join(a.name for a in commander.config.accessories))
+            from kamalpy.builtin_plugins import accessory_commands
+
+            accessory_commands.remove_all(commander)
         registry_commands.logout_servers(commander)
 
 
 @command("details")
 def details() -> None:
-    """Show the proxy and app containers of each server."""
+    """Show the proxy, app and accessory containers of each server."""
     from kamalpy.builtin_plugins import app_commands, proxy_commands
 
     commander = _commander()
     proxy_commands.details(commander)
     app_commands.details(commander)
+    if commander.config.accessories:
+        from kamalpy.builtin_plugins import accessory_commands
+
+        accessory_commands.details_all(commander)
 
 
 @hookimpl

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from kamalpy.commands import accessory as accessory_commands
 from kamalpy.commands import app as app_commands
 from kamalpy.commands import app_proxy
 from kamalpy.commands import proxy as proxy_commands
@@ -20,6 +21,7 @@ from kamalpy.plugin import hookimpl
 from kamalpy.proxy_driver import BootError, ProxyDriver
 
 if TYPE_CHECKING:  # pragma: no cover
+    from kamalpy.config.accessory import Accessory
     from kamalpy.config.roles import Role
     from kamalpy.execution import Session
 
@@ -84,6 +86,12 @@ class KamalProxyDriver(ProxyDriver):
 
     def live(self, session: Session, role: Role) -> None:
         session.execute(app_proxy.live(role))
+
+    def deploy_accessory(self, session: Session, accessory: Accessory, container_id: str) -> None:
+        session.execute(accessory_commands.proxy_deploy(accessory, container_id))
+
+    def remove_accessory(self, session: Session, accessory: Accessory) -> None:
+        session.execute(accessory_commands.proxy_remove(accessory))
 
 
 @hookimpl

@@ -38,6 +38,7 @@ BUILTIN_PLUGINS = (
     "proxy_caddy",
     "proxy_commands",
     "app_commands",
+    "accessory_commands",
     "deploy_commands",
     "build_commands",
     "builders",

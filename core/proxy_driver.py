@@ -19,6 +19,7 @@ from kamalpy.errors import KamalpyError
 
 if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.commander import Commander
+    from kamalpy.config.accessory import Accessory
     from kamalpy.config.model import Configuration
     from kamalpy.config.roles import Role
     from kamalpy.execution import Session, Step
@@ -116,6 +117,20 @@ class ProxyDriver:
     def live(self, session: Session, role: Role) -> None:
         """Serve the role from the app again after :meth:`maintenance`."""
         raise NotImplementedError
+
+    # ----- the routes of proxied accessories -----
+
+    def deploy_accessory(self, session: Session, accessory: Accessory, container_id: str) -> None:
+        """Send the accessory's traffic (``accessories/<name>/proxy``) to its running container ``container_id``."""
+        raise self._no_accessories(accessory)
+
+    def remove_accessory(self, session: Session, accessory: Accessory) -> None:
+        """Forget the accessory's route (``accessory stop``)."""
+        raise self._no_accessories(accessory)
+
+    def _no_accessories(self, accessory: Accessory) -> KamalpyError:
+        return KamalpyError(f"The {self.name} proxy driver cannot route accessories "
+                            f"(accessories/{accessory.name}/proxy)")
 
 
 class BootError(KamalpyError):

@@ -122,6 +122,38 @@ class Sandbox:
             sandbox_images.build_and_push_registry(client_env(self.spec), tag)
         return tag
 
+    def redis_image(self) -> str:
+        """The redis accessory image in the sandbox registry, made and pushed when missing (a sandbox brought
+        up before it existed lacks it). Returns its tag."""
+        import shutil
+
+        from kamalpy.builtin_plugins.sandbox import images as sandbox_images
+
+        tag = self.images.get("redis") or sandbox_images.redis_image(self.spec)
+        if not self._pushed(tag):
+            if not (shutil.which("redis-server") and shutil.which("redis-cli")):
+                raise SandboxError("The redis image needs Debian's redis-server and redis-tools "
+                                   "(run scripts/sandbox-deps)")
+            sandbox_images.build_and_push_redis(client_env(self.spec), tag)
+        return tag
+
+    def _pushed(self, tag: str) -> bool:
+        """Whether the sandbox registry has ``tag``."""
+        import base64
+        import json
+        import urllib.request
+
+        repository, _, version = tag.partition("/")[2].rpartition(":")
+        request = urllib.request.Request(f"http://{self.registry}/v2/{repository}/tags/list")
+        if self.registry_auth:
+            token = base64.b64encode(":".join(self.registry_auth).encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            tags = json.loads(urllib.request.urlopen(request, timeout=10).read()).get("tags") or []
+        except (OSError, ValueError):  # 404: not pushed yet
+            tags = []
+        return version in tags
+
     def ssh_args(self, host: str | int) -> list[str]:
         return ["ssh", "-F", self.ssh_config, f"root@{self.server(host)['address']}"]
 

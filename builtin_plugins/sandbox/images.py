@@ -9,6 +9,8 @@
 - ``registry``: Debian's docker-registry (distribution) binary and a config serving plain HTTP on :5000,
   by ``docker import``: the local registry image (``registry.local_image``) where ``registry:3`` cannot
   be pulled;
+- ``redis``: Debian's redis-server and redis-cli and the libraries ``ldd`` lists, by ``docker import``: a
+  real accessory image (``redis-server --protected-mode no``, working directory ``/data``);
 - ``basecamp/kamal-proxy:v0.9.2``: a kamal-proxy STAND-IN built FROM busybox (the real image cannot be
   pulled here): labelled like kamal-proxy, its ``kamal-proxy`` executable records every call (one line of
   arguments each) in ``calls.log`` of the config volume and succeeds; ``kamal-proxy run`` keeps running.
@@ -73,6 +75,8 @@ def names(spec: Spec, caddy_version: str) -> dict[str, str]:
         "caddy": f"{reg}/caddy:{caddy_version}",
         "kamal_proxy": kamal_proxy_image(spec),
         "registry": registry_image(spec),
+        # Only where Debian's redis-server is installed (scripts/sandbox-deps): older setups still come up.
+        **({"redis": redis_image(spec)} if shutil.which("redis-server") and shutil.which("redis-cli") else {}),
     }
 
 
@@ -86,6 +90,13 @@ def registry_image(spec: Spec) -> str:
     proc = system.run(["docker-registry", "--version"], check=False) if shutil.which("docker-registry") else None
     match = re.search(r" v?(\d+\.\d+\.\d+)", proc.stdout) if proc else None
     return f"{spec.registry}/registry:{match.group(1) if match else 'latest'}"
+
+
+def redis_image(spec: Spec) -> str:
+    """``<sandbox registry>/redis:<version>``, tagged with the Debian redis-server's version."""
+    proc = system.run(["redis-server", "--version"], check=False) if shutil.which("redis-server") else None
+    match = re.search(r"v=(\d+\.\d+\.\d+)", proc.stdout) if proc else None
+    return f"{spec.registry}/redis:{match.group(1) if match else 'latest'}"
 
 
 def caddy_version() -> str:
@@ -203,6 +214,26 @@ def _registry(rootfs: _Rootfs) -> None:
     rootfs.dir("var/lib/registry")
 
 
+def _redis(rootfs: _Rootfs) -> None:
+    rootfs.base()
+    # redis-server is a link to redis-check-rdb that picks its mode from argv[0]: copied under its own name.
+    rootfs.binary(shutil.which("redis-server") or "/usr/bin/redis-server", "/usr/bin/redis-server")
+    cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+    rootfs.copy(cli, "/usr/bin/redis-cli")
+    server_libs = set(_libraries(shutil.which("redis-server") or "/usr/bin/redis-server"))
+    for lib in _libraries(cli):
+        if lib not in server_libs:  # each library once in the tar
+            rootfs.copy(lib)
+    rootfs.dir("data")
+    rootfs.dir("usr/local/etc/redis")
+
+
+def build_and_push_redis(env: dict[str, str], tag: str) -> None:
+    """Make the redis accessory image and push it: also for a sandbox made before it existed."""
+    _import(env, tag, ["EXPOSE 6379", "WORKDIR /data", 'CMD ["redis-server", "--protected-mode", "no"]'], _redis)
+    system.run(["docker", "push", "-q", tag], env=env, timeout=300)
+
+
 def _import_registry(env: dict[str, str], tag: str) -> None:
     # No VOLUME (unlike registry:3): its data goes with the container, so `registry remove` leaves nothing.
     _import(env, tag, ["EXPOSE 5000", 'ENTRYPOINT ["/bin/registry", "serve"]', f'CMD ["{REGISTRY_CONFIG_PATH}"]'],
@@ -293,7 +324,11 @@ def build_and_push(env: dict[str, str], images: dict[str, str], auth: tuple[str,
         if "registry" in images:
             build_and_push_registry(env, images["registry"])
 
-    system.parallel(lambda job: job(), [caddy, small_images, local_registry])
+    def redis() -> None:
+        if "redis" in images:
+            build_and_push_redis(env, images["redis"])
+
+    system.parallel(lambda job: job(), [caddy, small_images, local_registry, redis])
 
 
 def remove_local(env: dict[str, str], registry: str) -> None:
