@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kamalpy.commands import caddy
@@ -25,6 +26,7 @@ from kamalpy.proxy_driver import BootError, ProxyDriver
 from kamalpy.transport import CommandFailed
 
 if TYPE_CHECKING:  # pragma: no cover
+    from kamalpy.config.accessory import Accessory
     from kamalpy.config.model import Configuration
     from kamalpy.config.roles import Role
     from kamalpy.execution import Session
@@ -141,6 +143,15 @@ class CaddyDriver(ProxyDriver):
     def remove_app(self, session: Session, role: Role) -> None:
         self._admin(session, "DELETE", caddy.id_path(caddy.route_id(role)), missing_ok=True)
 
+    # ----- accessories: routed like a role whose alias is the accessory's service name -----
+
+    def deploy_accessory(self, session: Session, accessory: Accessory, container_id: str) -> None:
+        route = _AccessoryRoute.of(accessory)
+        self.deploy(session, route, accessory.service_name, container_id)  # type: ignore[arg-type]
+
+    def remove_accessory(self, session: Session, accessory: Accessory) -> None:
+        self.remove_app(session, _AccessoryRoute.of(accessory))  # type: ignore[arg-type]
+
     def stop_args(self, role: Role) -> list[str]:
         # Caddy sends requests to the old container until it stops: its app drains them after SIGTERM,
         # so give it drain_timeout (Kamal gives proxied roles Docker's default, kamal-proxy drained them).
@@ -189,6 +200,20 @@ class CaddyDriver(ProxyDriver):
             raise KamalpyError(f"{session.host}: Caddy admin API {method} {path} failed "
                                f"(HTTP {status or 'no answer'}): {detail}")
         return body
+
+@dataclass(frozen=True)
+class _AccessoryRoute:
+    """What the route builders read of a role (name, alias, proxy settings), for an accessory."""
+
+    name: str
+    container_prefix: str
+    proxy: Any
+    config: Any
+
+    @classmethod
+    def of(cls, accessory: Accessory) -> _AccessoryRoute:
+        return cls(accessory.name, accessory.service_name, accessory.proxy, accessory.config)
+
 
 @hookimpl
 def kamalpy_proxy_drivers() -> dict[str, Any]:
