@@ -188,8 +188,15 @@ def boot(commander: Commander, name: str, *, prepared: bool = False) -> None:
         body = accessory_commands.env_file_body(acc).encode()
 
         def work(session: Session) -> None:
-            session.script([_audit(commander, f"Booted {name} accessory"), accessory_commands.ensure_env_directory(acc),
-                            WriteFile(body, acc.secrets_path), accessory_commands.run(acc, session.host)])
+            try:
+                session.script([_audit(commander, f"Booted {name} accessory"),
+                                accessory_commands.ensure_env_directory(acc), WriteFile(body, acc.secrets_path),
+                                accessory_commands.run(acc, session.host)])
+            except CommandFailed:
+                # `docker run` that could not start it (a port taken, ...) leaves a created container: remove it,
+                # so that a later boot is not skipped for "a container already exists".
+                session.execute(accessory_commands.remove_container(acc), raise_on_non_zero=False)
+                raise
             if driver is not None:
                 driver.deploy_accessory(session, acc, _container_id(session, acc))
 

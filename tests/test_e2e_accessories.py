@@ -219,3 +219,26 @@ def test_an_unknown_accessory_is_refused_naming_the_options(project):
         assert result.code == 1 and result.err.count(message) == 1, result.err
     for host in project.hosts:
         assert not any(project.containers(host, label) for label in project.labels())
+
+
+def test_a_port_already_taken_fails_in_one_line_and_leaves_nothing(project):
+    """The queue's port is taken on one of its servers: one line naming that host, no container left there."""
+    if WITH_KAMAL:
+        pytest.skip("kamalpy's own promise (Kamal leaves the created container)")
+    taken = project.web[0]
+    blocker = f"{project.service}-blocker"
+    project.sandbox.docker(taken, "run", "-d", "--name", blocker, "-p", "16379:80", project.sandbox.images["app"])
+    try:
+        project.config["accessories"]["queue"]["port"] = "16379:6379"
+        (project.root / "config" / "deploy.yml").write_text(yaml.safe_dump(project.config, sort_keys=False))
+        result = project.run("accessory", "boot", "queue")
+        assert result.code == 1
+        last = result.err.strip().splitlines()[-1]
+        assert last.startswith("ERROR: ") and taken in last and "16379" in last, last
+        assert project.containers(taken, f"{project.service}-queue") == {}
+        # A later boot is not skipped for "a container already exists" once the port is free.
+        project.sandbox.docker(taken, "rm", "-f", blocker)
+        project.ok("accessory", "boot", "queue")
+        assert list(project.containers(taken, f"{project.service}-queue").values()) == ["running"]
+    finally:
+        project.sandbox.docker(taken, "rm", "-f", blocker, check=False)
