@@ -166,6 +166,8 @@ def _container_id(session: Session, acc: Accessory) -> str:
 def boot(commander: Commander, name: str, *, prepared: bool = False) -> None:
     """``accessory boot NAME|all``: skip hosts where its container exists, else files, env file, ``docker run``."""
     if name == "all":
+        for each in _names(commander):
+            local_files(accessory(commander, each))  # every local file read before any server changes
         with commander.lock.hold():
             for each in _names(commander):
                 boot(commander, each, prepared=prepared)
