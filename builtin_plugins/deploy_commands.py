@@ -42,13 +42,8 @@ def deliver(commander: Commander, skip_push: bool) -> None:
     if skip_push:
         commander.output.say("Pull app image...")
     else:
-        # Building arrives with the builders (their own plugins); until one is installed, say what to do.
-        build = getattr(build_commands, "push", None)
-        if build is None:
-            raise KamalpyError("No builder is available yet to build the app image: push "
-                               f"{commander.config.absolute_image} yourself and deploy with -P/--skip-push")
         commander.output.say("Build and push app image...")
-        build(commander)
+        build_commands.push(commander)
     build_commands.pull(commander)
 
 
