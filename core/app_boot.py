@@ -90,7 +90,8 @@ def boot(commander: Commander, version: str | None = None,
             wait = config.boot.wait
             if wait:
                 output.info(f"Waiting {wait}s before booting the next group...")
-                time.sleep(float(wait))
+                if not commander.dry_run:
+                    time.sleep(float(wait))
         record = auditor.record(config, f"Tagging {config.absolute_image} as the latest image",
                                 performer=commander.performer)
         steps = list(after() if callable(after) else after)
