@@ -102,23 +102,10 @@ class Sandbox:
     def local_registry_image(self) -> str:
         """The local registry image (``registry.local_image``) in the sandbox registry, made and pushed when
         missing (a sandbox brought up before it existed lacks it). Returns its tag."""
-        import base64
-        import json
-        import urllib.request
-
         from kamalpy.builtin_plugins.sandbox import images as sandbox_images
 
         tag = self.images.get("registry") or sandbox_images.registry_image(self.spec)
-        repository, _, version = tag.partition("/")[2].rpartition(":")
-        request = urllib.request.Request(f"http://{self.registry}/v2/{repository}/tags/list")
-        if self.registry_auth:
-            token = base64.b64encode(":".join(self.registry_auth).encode()).decode()
-            request.add_header("Authorization", f"Basic {token}")
-        try:
-            tags = json.loads(urllib.request.urlopen(request, timeout=10).read()).get("tags") or []
-        except (OSError, ValueError):  # 404: not pushed yet
-            tags = []
-        if version not in tags:
+        if not self._pushed(tag):
             sandbox_images.build_and_push_registry(client_env(self.spec), tag)
         return tag
 
