@@ -81,11 +81,6 @@ def _each(commander: Commander, name: str, work: Callable[[Commander, str], None
         work(commander, each)
 
 
-def _on(commander: Commander, hosts: Sequence[str], work: Callable[[Session], object]) -> None:
-    if hosts:
-        commander.on(hosts, work)
-
-
 def _audit(commander: Commander, line: str) -> Step:
     return Step(auditor.record(commander.config, line, performer=commander.performer), quiet=True)
 
@@ -113,7 +108,7 @@ def prepare(commander: Commander, name: str) -> None:
         if not network.ok and "already exists" not in network.stderr + network.stdout:
             raise CommandFailed(network)
 
-    _on(commander, hosts_of(commander, acc), work)
+    commander.on(hosts_of(commander, acc), work)
 
 
 def _env_for_erb(acc: Accessory) -> dict[str, str]:
@@ -139,7 +134,7 @@ def directories(commander: Commander, name: str) -> None:
     commands = [c for path in acc.directories for c in accessory_commands.directory_commands(path)]
     with commander.lock.hold():
         if commands:
-            _on(commander, hosts_of(commander, acc), lambda s: s.script(commands))
+            commander.on(hosts_of(commander, acc), lambda s: s.script(commands))
 
 
 def upload(commander: Commander, name: str, files: list[tuple[MountedPath, bytes]] | None = None) -> None:
@@ -155,7 +150,7 @@ def upload(commander: Commander, name: str, files: list[tuple[MountedPath, bytes
 
     with commander.lock.hold():
         if files:
-            _on(commander, hosts_of(commander, acc), work)
+            commander.on(hosts_of(commander, acc), work)
 
 
 def _container_id(session: Session, acc: Accessory) -> str:
@@ -202,7 +197,7 @@ def boot(commander: Commander, name: str, *, prepared: bool = False) -> None:
             if driver is not None:
                 driver.deploy_accessory(session, acc, _container_id(session, acc))
 
-        _on(commander, hosts, work)
+        commander.on(hosts, work)
 
 
 def boot_missing(commander: Commander) -> None:
@@ -222,7 +217,7 @@ def start(commander: Commander, name: str) -> None:
             driver.deploy_accessory(session, acc, _container_id(session, acc))
 
     with commander.lock.hold():
-        _on(commander, hosts_of(commander, acc), work)
+        commander.on(hosts_of(commander, acc), work)
 
 
 def stop(commander: Commander, name: str) -> None:
@@ -237,7 +232,7 @@ def stop(commander: Commander, name: str) -> None:
                 driver.remove_accessory(session, acc)
 
     with commander.lock.hold():
-        _on(commander, hosts_of(commander, acc), work)
+        commander.on(hosts_of(commander, acc), work)
 
 
 def _simple(commander: Commander, name: str, audit: str | None, build: Callable[[Accessory], list[str]]) -> None:
@@ -245,7 +240,7 @@ def _simple(commander: Commander, name: str, audit: str | None, build: Callable[
     acc = accessory(commander, name)
     steps = [*([_audit(commander, audit)] if audit else []), build(acc)]
     with commander.lock.hold():
-        _on(commander, hosts_of(commander, acc), lambda s: s.script(steps))
+        commander.on(hosts_of(commander, acc), lambda s: s.script(steps))
 
 
 def pull_image(commander: Commander, name: str) -> None:
@@ -298,7 +293,7 @@ def remove_all(commander: Commander) -> None:
 def details(commander: Commander, name: str) -> None:
     def one(commander: Commander, each: str) -> None:
         acc = accessory(commander, each)
-        _on(commander, hosts_of(commander, acc), lambda s: commander.output.by_host(
+        commander.on(hosts_of(commander, acc), lambda s: commander.output.by_host(
             s.host, s.capture(accessory_commands.info(acc)), kind=f"Accessory {each}"))
 
     _each(commander, name, one)
@@ -372,7 +367,7 @@ def execute(commander: Commander, name: str, cmd: Sequence[str], *, interactive:
         else:
             commander.output.by_host(session.host, out.strip())
 
-    _on(commander, hosts_of(commander, acc), work)
+    commander.on(hosts_of(commander, acc), work)
     return 0
 
 
@@ -399,7 +394,7 @@ def logs(commander: Commander, name: str, *, since: str | None = None, lines: in
         if not commander.dry_run:
             click.echo(text)
 
-    _on(commander, hosts, work)
+    commander.on(hosts, work)
     return 0
 
 

@@ -57,12 +57,6 @@ def _app_hosts(commander: Commander) -> list[str]:
     return commander.specifics.app_hosts
 
 
-def _on(commander: Commander, hosts: Sequence[str], work: Callable[[Session], object]) -> None:
-    """``commander.on`` that does nothing for no hosts (e.g. no host left whose roles all go)."""
-    if hosts:
-        commander.on(hosts, work)
-
-
 def _each_role(commander: Commander, work: Callable[[Session, Role], None],
                hosts: Sequence[str] | None = None) -> None:
     """``work`` for every selected role of each app host (hosts in parallel, roles in order)."""
@@ -70,11 +64,11 @@ def _each_role(commander: Commander, work: Callable[[Session, Role], None],
         for role in commander.specifics.roles_on(session.host):
             work(session, role)
 
-    _on(commander, _app_hosts(commander) if hosts is None else hosts, per_host)
+    commander.on(_app_hosts(commander) if hosts is None else hosts, per_host)
 
 
 def _print_per_host(commander: Commander, command: list[str]) -> None:
-    _on(commander, _app_hosts(commander), lambda s: commander.output.by_host(s.host, s.capture(command)))
+    commander.on(_app_hosts(commander), lambda s: commander.output.by_host(s.host, s.capture(command)))
 
 
 def _audit(commander: Commander, line: str, role: Role | None = None) -> Step:
@@ -146,7 +140,7 @@ def app_version() -> None:
         version = session.capture(app_commands.current_running_version(roles[0])).strip()
         commander.output.by_host(session.host, version)
 
-    _on(commander, _app_hosts(commander), work)
+    commander.on(_app_hosts(commander), work)
 
 
 @contextlib.contextmanager
@@ -268,7 +262,7 @@ def _on_proxied_roles(commander: Commander, work: Callable[[Session, Role], None
                 if role.running_proxy:
                     work(session, role)
 
-        _on(commander, commander.specifics.proxy_hosts, per_host)
+        commander.on(commander.specifics.proxy_hosts, per_host)
 
 
 def maintenance(commander: Commander, drain_timeout: int | None = None, message: str | None = None) -> None:
@@ -331,13 +325,13 @@ def remove_containers(commander: Commander) -> None:
                 steps += [_audit(commander, "Removed all app containers", role), app_commands.remove_containers(role)]
             session.script(steps)
 
-        _on(commander, _app_hosts(commander), per_host)
+        commander.on(_app_hosts(commander), per_host)
 
 
 def remove_images(commander: Commander) -> None:
     with commander.lock.hold():
         steps = [_audit(commander, "Removed all app images"), app_commands.remove_images(commander.config)]
-        _on(commander, _shared_hosts(commander, "images"), lambda s: s.script(steps))
+        commander.on(_shared_hosts(commander, "images"), lambda s: s.script(steps))
 
 
 def remove_app_directories(commander: Commander) -> None:
@@ -355,7 +349,7 @@ def remove_app_directories(commander: Commander) -> None:
         session.script(steps)
 
     with commander.lock.hold():
-        _on(commander, _shared_hosts(commander, "directories"), per_host)
+        commander.on(_shared_hosts(commander, "directories"), per_host)
 
 
 def remove(commander: Commander) -> None:
@@ -505,7 +499,7 @@ def execute(commander: Commander, cmd: Sequence[str], *, interactive: bool = Fal
             for index in outputs:
                 commander.output.by_host(session.host, results[index].stdout.rstrip("\n"))
 
-        _on(commander, _app_hosts(commander), per_host)
+        commander.on(_app_hosts(commander), per_host)
         return 0
 
 

@@ -137,8 +137,12 @@ class Commander:
         return proxy_driver(self)
 
     def on(self, hosts: Iterable[str], work: Callable[[Session], T]) -> dict[str, T]:
+        """``work`` on each host in parallel; no host (a selection that leaves none) is nothing to do."""
+        hosts = list(hosts)
+        if not hosts:
+            return {}
         self.pre_connect()
-        return self.executor.on(list(hosts), work)
+        return self.executor.on(hosts, work)
 
     def pre_connect(self) -> None:
         """The pre-connect hook, once per run, before the first connection (as Kamal's ``on`` does)."""
