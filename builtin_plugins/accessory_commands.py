@@ -17,7 +17,6 @@ import click
 
 from kamalpy.cli.base import current_run, group
 from kamalpy.commands import accessory as accessory_commands
-from kamalpy.commands import auditor
 from kamalpy.commands import docker as docker_commands
 from kamalpy.commands import registry as registry_commands
 from kamalpy.commands.base import log_lines
@@ -82,7 +81,7 @@ def _each(commander: Commander, name: str, work: Callable[[Commander, str], None
 
 
 def _audit(commander: Commander, line: str) -> Step:
-    return Step(auditor.record(commander.config, line, performer=commander.performer), quiet=True)
+    return commander.audit(line)
 
 
 def _registry_login(commander: Commander, acc: Accessory, host: str) -> Step | None:

@@ -25,7 +25,7 @@ import click
 
 from kamalpy.cli.base import current_run, group
 from kamalpy.commands import app as app_commands
-from kamalpy.commands import app_proxy, auditor
+from kamalpy.commands import app_proxy
 from kamalpy.commands import server as server_commands
 from kamalpy.commands.base import log_lines
 from kamalpy.errors import KamalpyError
@@ -72,9 +72,7 @@ def _print_per_host(commander: Commander, command: list[str]) -> None:
 
 
 def _audit(commander: Commander, line: str, role: Role | None = None) -> Step:
-    """An audit line as a quiet script step (Kamal records at debug verbosity)."""
-    details = {"role": role.name} if role is not None else None
-    return Step(auditor.record(commander.config, line, performer=commander.performer, details=details), quiet=True)
+    return commander.audit(line, role=role.name if role is not None else None)
 
 
 def _running_version(session: Session, role: Role) -> str:

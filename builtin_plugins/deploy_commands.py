@@ -15,7 +15,6 @@ import click
 from kamalpy import app_boot
 from kamalpy.cli.base import command, current_run
 from kamalpy.commands import app as app_commands
-from kamalpy.commands import auditor, prune
 from kamalpy.commands.hook import ruby_round
 from kamalpy.errors import KamalpyError
 from kamalpy.execution import Step
@@ -49,12 +48,10 @@ def deliver(commander: Commander, skip_push: bool) -> None:
 
 def prune_steps(commander: Commander) -> list[Step]:
     """Kamal's ``prune all`` (old stopped containers, then unused images), each step allowed to fail."""
-    config = commander.config
-    performer = commander.performer
-    return [Step(auditor.record(config, "Pruned containers", performer=performer), quiet=True, check=False),
-            Step(prune.app_containers(config, config.retain_containers), check=False),
-            Step(auditor.record(config, "Pruned images", performer=performer), quiet=True, check=False),
-            Step(prune.dangling_images(config), check=False), Step(prune.tagged_images(config), check=False)]
+    from kamalpy.builtin_plugins import prune_commands
+
+    return [*prune_commands.container_steps(commander, check=False),
+            *prune_commands.image_steps(commander, check=False)]
 
 
 def _warn_on_prune_failures(commander: Commander, results: dict[str, list[CommandResult]]) -> None:

@@ -128,7 +128,7 @@ def proxy_reboot(rolling: bool, confirmed: bool) -> None:
     driver = commander.proxy
 
     def work(session: Session) -> None:
-        audit = Step(auditor.record(commander.config, "Rebooted proxy", performer=commander.performer), quiet=True)
+        audit = commander.audit("Rebooted proxy")
         login = commander.registry_login_step(session.host)
         driver.reboot(session, [audit, *([login] if login else [])])
 

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 import click
 
 from kamalpy.cli.base import current_run, group
-from kamalpy.commands import auditor
 from kamalpy.commands import prune as prune_commands
 from kamalpy.errors import KamalpyError
+from kamalpy.execution import Step
 from kamalpy.plugin import hookimpl
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kamalpy.execution import Session
+    from kamalpy.commander import Commander
 
 
 @group("prune")
@@ -21,32 +21,35 @@ def prune_group() -> None:
     """Prune old application images and containers."""
 
 
-def prune_images() -> None:
-    commander = current_run().commander
-    config = commander.config
-
-    def work(session: Session) -> None:
-        session.execute(auditor.record(config, "Pruned images", performer=commander.performer), quiet=True)
-        session.execute(prune_commands.dangling_images(config))
-        session.execute(prune_commands.tagged_images(config))
-
-    with commander.lock.hold():
-        commander.on(commander.hosts, work)
-
-
-def prune_containers(retain: int | None) -> None:
-    commander = current_run().commander
+def container_steps(commander: Commander, retain: int | None = None, *, check: bool = True) -> list[Step]:
+    """Kamal's ``prune containers``: the audit line, then all but the newest ``retain`` stopped containers."""
     config = commander.config
     retain = config.retain_containers if retain is None else retain
     if retain < 1:
         raise KamalpyError("retain must be at least 1")
+    return [commander.audit("Pruned containers", check=check),
+            Step(prune_commands.app_containers(config, retain), check=check)]
 
-    def work(session: Session) -> None:
-        session.execute(auditor.record(config, "Pruned containers", performer=commander.performer), quiet=True)
-        session.execute(prune_commands.app_containers(config, retain))
 
+def image_steps(commander: Commander, *, check: bool = True) -> list[Step]:
+    """Kamal's ``prune images``: the audit line, dangling images, then tags no container uses."""
+    config = commander.config
+    return [commander.audit("Pruned images", check=check), Step(prune_commands.dangling_images(config), check=check),
+            Step(prune_commands.tagged_images(config), check=check)]
+
+
+def _prune(steps: list[Step]) -> None:
+    commander = current_run().commander
     with commander.lock.hold():
-        commander.on(commander.hosts, work)
+        commander.on(commander.hosts, lambda s: s.script(steps))
+
+
+def prune_images() -> None:
+    _prune(image_steps(current_run().commander))
+
+
+def prune_containers(retain: int | None) -> None:
+    _prune(container_steps(current_run().commander, retain))
 
 
 @prune_group.command("all")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kamalpy.commands import app as app_commands
-from kamalpy.commands import app_proxy, assets, auditor
+from kamalpy.commands import app_proxy, assets
 from kamalpy.commands.base import file_join
 from kamalpy.commands.layout import container_hostname, error_pages_directory, replaced_version
 from kamalpy.errors import HostErrors, KamalpyError
@@ -92,10 +92,9 @@ def boot(commander: Commander, version: str | None = None,
                 output.info(f"Waiting {wait}s before booting the next group...")
                 if not commander.dry_run:
                     time.sleep(float(wait))
-        record = auditor.record(config, f"Tagging {config.absolute_image} as the latest image",
-                                performer=commander.performer)
+        record = commander.audit(f"Tagging {config.absolute_image} as the latest image")
         steps = list(after() if callable(after) else after)
-        results = commander.on(hosts, lambda s: s.script([Step(record, quiet=True),
+        results = commander.on(hosts, lambda s: s.script([record,
                                                           app_commands.tag_latest_image(config), *steps]))
         return {host: found[2:] for host, found in results.items()}
 
@@ -190,9 +189,7 @@ class RoleBoot:
         return self.barrier is not None and not self.role.primary
 
     def _audit(self, line: str) -> Step:
-        return Step(auditor.record(self.config, line, performer=self.commander.performer,
-                                    details={"role": self.role.name}),
-                    quiet=True)
+        return self.commander.audit(line, role=self.role.name)
 
     def run(self) -> None:
         old_version = self._old_version_renamed_if_clashing()

@@ -175,6 +175,14 @@ class Commander:
                               env_factory=lambda: self.hook_env(hosts=hosts, secrets=secrets, extra=extra))
         self.run.hooks.kamal_hook(context)
 
+    def audit(self, line: str, *, role: str | None = None, check: bool = True) -> Step:
+        """Kamal's audit line (``[time] [performer] [dest]? [role]? line``) as a quiet script step."""
+        from kamalpy.commands import auditor
+
+        details = {"role": role} if role is not None else None
+        return Step(auditor.record(self.config, line, performer=self.performer, details=details), quiet=True,
+                    check=check)
+
     def registry_login(self, session: Session) -> None:
         """``docker login`` on the session's host, once per run (the password goes on stdin)."""
         step = self.registry_login_step(session.host)
