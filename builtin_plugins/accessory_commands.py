@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from kamalpy.cli.base import current_run, group
+from kamalpy.cli.options import log_filter_options
 from kamalpy.commands import accessory as accessory_commands
 from kamalpy.commands import docker as docker_commands
 from kamalpy.commands import registry as registry_commands
@@ -473,9 +474,7 @@ def accessory_exec(interactive: bool, reuse: bool, raw: bool, name: str, cmd: tu
 
 
 @accessory_group.command("logs")
-@click.option("-s", "--since", help="Lines since a timestamp (2013-01-02T13:23:37Z) or a duration (42m).")
-@click.option("-n", "--lines", type=int, help="Number of lines from each server (100 without --since/--grep).")
-@click.option("-g", "--grep", help="Only lines matching this pattern.")
+@log_filter_options
 @click.option("--grep-options", help="More options for grep.")
 @click.option("-f", "--follow", is_flag=True, help="Follow the logs on the first host.")
 @click.option("-T", "--skip-timestamps", is_flag=True, help="Leave out the timestamps.")

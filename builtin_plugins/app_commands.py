@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import click
 
 from kamalpy.cli.base import current_run, group
+from kamalpy.cli.options import log_filter_options
 from kamalpy.commands import app as app_commands
 from kamalpy.commands import app_proxy
 from kamalpy.commands import server as server_commands
@@ -162,9 +163,7 @@ def app_stale_containers(stop: bool) -> None:
 
 
 @app_group.command("logs")
-@click.option("-s", "--since", help="Lines since a timestamp (2013-01-02T13:23:37Z) or a duration (42m).")
-@click.option("-n", "--lines", type=int, help="Number of lines from each server (100 without --since/--grep).")
-@click.option("-g", "--grep", help="Only lines matching this pattern.")
+@log_filter_options
 @click.option("--grep-options", help="More options for grep.")
 @click.option("-T", "--skip-timestamps", is_flag=True, help="Leave out the timestamps.")
 @click.option("--container-id", help="The container to read, instead of the current one.")

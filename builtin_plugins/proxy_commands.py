@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from kamalpy.cli.base import current_run, group
+from kamalpy.cli.options import log_filter_options
 from kamalpy.commands import auditor
 from kamalpy.commands import docker as docker_commands
 from kamalpy.commands import server as server_commands
@@ -153,9 +154,7 @@ def details(commander: Commander) -> None:
 
 
 @proxy_group.command("logs")
-@click.option("-s", "--since", help="Lines since a timestamp (2013-01-02T13:23:37Z) or a duration (42m).")
-@click.option("-n", "--lines", type=int, help="Number of lines from each server (100 without --since/--grep).")
-@click.option("-g", "--grep", help="Only lines matching this pattern.")
+@log_filter_options
 @click.option("-T", "--skip-timestamps", is_flag=True, help="Leave out the timestamps.")
 def proxy_logs(since: str | None, lines: int | None, grep: str | None, skip_timestamps: bool) -> None:
     """Show kamal-proxy's log lines from the servers."""

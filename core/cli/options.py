@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import click
 
@@ -74,3 +76,12 @@ def global_params() -> list[click.Option]:
         opt("--disable-plugin", multiple=True, metavar="NAME",
             help="Do not load this plugin (repeatable or comma-separated; also KAMALPY_DISABLE_PLUGINS)."),
     ]
+
+
+def log_filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``-s/--since``, ``-n/--lines``, ``-g/--grep`` of the ``logs`` commands (app, proxy, accessory)."""
+    func = click.option("-g", "--grep", help="Only lines matching this pattern.")(func)
+    func = click.option("-n", "--lines", type=int,
+                        help="Number of lines from each server (100 without --since/--grep).")(func)
+    return click.option("-s", "--since",
+                        help="Lines since a timestamp (2013-01-02T13:23:37Z) or a duration (42m).")(func)
