@@ -71,3 +71,15 @@ def assert_no_connection(sockets) -> None:
         sock.setblocking(False)
         with pytest.raises(BlockingIOError):
             sock.accept()[0].close()
+
+
+def dry_run_environment(monkeypatch, root: Path, *, version: str, name: str, email: str) -> None:
+    """The process environment of a dry-run test project: a fixed git identity (audit and lock lines),
+    ``VERSION``, no inherited ``KAMAL_LOCK``, and ``root`` as the working directory."""
+    gitconfig = root / "gitconfig"
+    gitconfig.write_text(f"[user]\n\tname = {name}\n\temail = {email}\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("VERSION", version)
+    monkeypatch.delenv("KAMAL_LOCK", raising=False)
+    monkeypatch.chdir(root)

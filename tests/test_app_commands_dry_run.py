@@ -13,7 +13,7 @@ import re
 import sys
 
 import pytest
-from helpers import assert_no_connection, write_project
+from helpers import assert_no_connection, dry_run_environment, write_project
 
 H1, H2 = "127.0.0.2", "127.0.0.3"
 PASSWORD = "pa$$w0rd-never-shown"
@@ -58,14 +58,8 @@ def project(tmp_path, monkeypatch, listeners):
         write_project(tmp_path, DEPLOY_YML.format(port=listeners[0]) + extra)
 
     write()
-    gitconfig = tmp_path / "gitconfig"
-    gitconfig.write_text(f"[user]\n\tname = Dee Ployer\n\temail = {PERFORMER}\n")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("VERSION", "999")
-    monkeypatch.delenv("KAMAL_LOCK", raising=False)
     monkeypatch.setattr(sys, "stdin", FakeStdin(False))
-    monkeypatch.chdir(tmp_path)
+    dry_run_environment(monkeypatch, tmp_path, version="999", name="Dee Ployer", email=PERFORMER)
     return write
 
 

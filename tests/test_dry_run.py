@@ -14,7 +14,7 @@ import socket
 import time
 
 import pytest
-from helpers import assert_no_connection, write_project
+from helpers import assert_no_connection, dry_run_environment, write_project
 
 HOSTS = ("127.0.0.2", "127.0.0.3")
 PASSWORD = "pa$$w0rd-never-shown"
@@ -68,13 +68,7 @@ def normalise(text: str) -> list[str]:
 def project(tmp_path, monkeypatch, listeners):
     port, sockets = listeners
     write_project(tmp_path, DEPLOY_YML.format(*HOSTS, port=port, password=PASSWORD))
-    gitconfig = tmp_path / "gitconfig"
-    gitconfig.write_text(f"[user]\n\tname = {LOCKER}\n\temail = {PERFORMER}\n")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("VERSION", "123")
-    monkeypatch.delenv("KAMAL_LOCK", raising=False)
-    monkeypatch.chdir(tmp_path)
+    dry_run_environment(monkeypatch, tmp_path, version="123", name=LOCKER, email=PERFORMER)
     return tmp_path
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from helpers import assert_no_connection, write_project
+from helpers import assert_no_connection, dry_run_environment, write_project
 
 H1, H2 = "127.0.0.2", "127.0.0.3"
 PASSWORD = "pa$$w0rd-never-shown"
@@ -42,13 +42,7 @@ def project(tmp_path, monkeypatch, listeners):
         write_project(tmp_path, text + extra)
 
     write()
-    gitconfig = tmp_path / "gitconfig"
-    gitconfig.write_text(f"[user]\n\tname = Dee Ployer\n\temail = {PERFORMER}\n")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gitconfig))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("VERSION", "123")
-    monkeypatch.delenv("KAMAL_LOCK", raising=False)
-    monkeypatch.chdir(tmp_path)
+    dry_run_environment(monkeypatch, tmp_path, version="123", name="Dee Ployer", email=PERFORMER)
     return write
 
 
