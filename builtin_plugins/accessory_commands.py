@@ -158,17 +158,21 @@ def _container_id(session: Session, acc: Accessory) -> str:
     return found
 
 
-def boot(commander: Commander, name: str, *, prepared: bool = False) -> None:
-    """``accessory boot NAME|all``: skip hosts where its container exists, else files, env file, ``docker run``."""
+def boot(commander: Commander, name: str, *, prepared: bool = False,
+         files: list[tuple[MountedPath, bytes]] | None = None) -> None:
+    """``accessory boot NAME|all``: skip hosts where its container exists, else files, env file, ``docker run``.
+
+    ``files``: the accessory's local files already read (``all`` reads every accessory's before any boots).
+    """
     if name == "all":
-        for each in _names(commander):
-            local_files(accessory(commander, each))  # every local file read before any server changes
+        read = {each: local_files(accessory(commander, each)) for each in _names(commander)}
         with commander.lock.hold():
-            for each in _names(commander):
-                boot(commander, each, prepared=prepared)
+            for each, found in read.items():
+                boot(commander, each, prepared=prepared, files=found)
         return
     acc = accessory(commander, name)
-    files = local_files(acc)  # before anything changes on a server
+    if files is None:
+        files = local_files(acc)  # before anything changes on a server
     with commander.lock.hold():
         if not prepared:
             prepare(commander, name)
