@@ -21,6 +21,7 @@ from kamalpy.commands import accessory as accessory_commands
 from kamalpy.commands import docker as docker_commands
 from kamalpy.commands import registry as registry_commands
 from kamalpy.commands.base import log_lines
+from kamalpy.commands.layout import DRY_RUN_CONTAINER_ID
 from kamalpy.config.erb import render
 from kamalpy.errors import KamalpyError
 from kamalpy.execution import Step, WriteFile
@@ -33,7 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.config.accessory import Accessory, MountedPath
     from kamalpy.execution import Session
 
-DRY_RUN_CONTAINER_ID = "<container id>"  # what a dry run shows for the id of the container just started
 UPLOAD_MODE = 0o644  # mode of an uploaded file before its `chmod` (Kamal's upload keeps the default too)
 
 

@@ -29,6 +29,7 @@ from kamalpy.commands import app as app_commands
 from kamalpy.commands import app_proxy
 from kamalpy.commands import server as server_commands
 from kamalpy.commands.base import log_lines
+from kamalpy.commands.layout import DRY_RUN_CONTAINER_ID
 from kamalpy.errors import KamalpyError
 from kamalpy.execution import LOCAL, Step
 from kamalpy.plugin import hookimpl
@@ -41,7 +42,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # What a dry run shows for values only the servers know (the running version, a container id).
 DRY_RUN_VERSION = "<version>"
-DRY_RUN_CONTAINER_ID = "<container id>"
 NO_COMMAND = "No command provided. You must specify a command to execute."
 
 

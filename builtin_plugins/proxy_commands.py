@@ -15,7 +15,6 @@ import click
 
 from kamalpy.cli.base import current_run, group
 from kamalpy.cli.options import log_filter_options
-from kamalpy.commands import auditor
 from kamalpy.commands import docker as docker_commands
 from kamalpy.commands import server as server_commands
 from kamalpy.commands.base import log_lines
@@ -36,9 +35,6 @@ def proxy_group() -> None:
 def _commander() -> Commander:
     return current_run().commander
 
-
-def _record(commander: Commander, session: Session, line: str) -> None:
-    session.execute(auditor.record(commander.config, line, performer=commander.performer), quiet=True)
 
 
 def create_network(commander: Commander, hosts: list[str] | None = None) -> None:
@@ -76,10 +72,10 @@ def proxy_boot() -> None:
         boot(commander)
 
 
-def _on_proxy_hosts(commander: Commander, audit: str | tuple[str, ...], work: Callable[[Session], None]) -> None:
+def _on_proxy_hosts(commander: Commander, audit: str | None, work: Callable[[Session], None]) -> None:
     def per_host(session: Session) -> None:
-        for line in (audit,) if isinstance(audit, str) else audit:
-            _record(commander, session, line)
+        if audit:
+            session.script([commander.audit(audit)])
         work(session)
 
     commander.on(commander.specifics.proxy_hosts, per_host)
@@ -195,7 +191,7 @@ def remove_proxy(commander: Commander, force: bool) -> None:
             _stop(commander)
             _on_proxy_hosts(commander, "Removed proxy container", driver.remove_container)
             _on_proxy_hosts(commander, "Removed proxy image", driver.remove_image)
-            _on_proxy_hosts(commander, (), driver.remove_files)
+            _on_proxy_hosts(commander, None, driver.remove_files)
 
 
 @hookimpl

@@ -16,6 +16,7 @@ from kamalpy.commands import accessory as accessory_commands
 from kamalpy.commands import app as app_commands
 from kamalpy.commands import app_proxy
 from kamalpy.commands import proxy as proxy_commands
+from kamalpy.commands.layout import DRY_RUN_CONTAINER_ID
 from kamalpy.execution import Step
 from kamalpy.plugin import hookimpl
 from kamalpy.proxy_driver import BootError, ProxyDriver
@@ -25,7 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.config.roles import Role
     from kamalpy.execution import Session
 
-DRY_RUN_CONTAINER_ID = "<container id>"  # what a dry run shows in place of the new container's id
 
 
 class KamalProxyDriver(ProxyDriver):

@@ -46,7 +46,7 @@ def server_exec(interactive: bool, cmd: tuple[str, ...]) -> None:
     commander.output.say(f"Running '{line}' on {', '.join(hosts)}...")
 
     def work(session: Session) -> None:
-        session.execute(_record(commander, f"Executed cmd '{line}' on {session.host}"), quiet=True)
+        session.script([commander.audit(f"Executed cmd '{line}' on {session.host}")])
         commander.output.by_host(session.host, session.capture([line]))
 
     commander.on(hosts, work)
@@ -92,9 +92,6 @@ def audit_command() -> None:
     commander.on(commander.hosts,
                  lambda s: commander.output.by_host(s.host, s.capture(auditor.reveal(commander.config))))
 
-
-def _record(commander, line: str) -> list[str]:
-    return auditor.record(commander.config, line, performer=commander.performer)
 
 
 @hookimpl

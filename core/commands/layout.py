@@ -24,6 +24,7 @@ PROXY_IMAGE_DEFAULT = "basecamp/kamal-proxy"
 PROXY_CONFIG_VOLUME = "kamal-proxy-config:/home/kamal-proxy/.config/kamal-proxy"
 PROXY_HOST_DIRECTORY = file_join(RUN_DIRECTORY, "proxy")
 PROXY_APPS_DIRECTORY = file_join(PROXY_HOST_DIRECTORY, "apps-config")
+DRY_RUN_CONTAINER_ID = "<container id>"  # what a dry run shows for the id of a container it did not start
 HOSTNAME_MAX = 51  # docker refuses hostnames over 64 characters; 51 + "-" + 12 hex fits
 
 
