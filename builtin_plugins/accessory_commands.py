@@ -178,7 +178,7 @@ def boot(commander: Commander, name: str, *, prepared: bool = False,
             prepare(commander, name)
         hosts = hosts_of(commander, acc)
         found = commander.on(hosts, lambda s: s.capture(accessory_commands.info(acc, all_states=True, quiet=True))
-                             .strip()) if hosts else {}
+                             .strip())
         booted = sorted(host for host, ids in found.items() if ids)
         if booted:
             commander.output.say(f"Skipping booting `{name}` on {', '.join(booted)}, a container already exists")

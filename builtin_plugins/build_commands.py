@@ -97,8 +97,7 @@ def _pull_on(commander: Commander, hosts: list[str]) -> None:
                         Step(builder_pull.clean(config), check=False), builder_pull.pull(config),
                         builder_pull.validate_image(config)])
 
-    if hosts:
-        commander.on(hosts, work)
+    commander.on(hosts, work)
 
 
 @build_group.command("pull")
