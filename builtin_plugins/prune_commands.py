@@ -14,6 +14,7 @@ from kamalpy.plugin import hookimpl
 
 if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.commander import Commander
+    from kamalpy.execution import Session
 
 
 @group("prune")
@@ -40,8 +41,13 @@ def image_steps(commander: Commander, *, check: bool = True) -> list[Step]:
 
 def _prune(steps: list[Step]) -> None:
     commander = current_run().commander
+
+    def work(session: Session) -> None:
+        for step in steps:  # one command at a time, as before (deploy sends them in one round trip)
+            session.execute(step.command, quiet=step.quiet)
+
     with commander.lock.hold():
-        commander.on(commander.hosts, lambda s: s.script(steps))
+        commander.on(commander.hosts, work)
 
 
 def prune_images() -> None:
