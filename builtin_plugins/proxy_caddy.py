@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.execution import Session
     from kamalpy.transport import CommandResult
 
-NO_PROXY_STATUS = 125  # docker run's status when the probe can't join the proxy's namespace
+NO_PROXY_STATUS = 125  # docker run's status when a probe container can't join the proxy's namespace
 
 
 class CaddyDriver(ProxyDriver):
@@ -88,8 +88,9 @@ class CaddyDriver(ProxyDriver):
         session.script([Step(caddy.remove_probes(), check=False), Step(caddy.remove_container(), check=False)])
 
     def remove_image(self, session: Session) -> None:
+        probe_image = caddy.remove_probe_image(self.config)
         session.script([Step(caddy.remove_image(self.config, session.host), check=False),
-                        Step(caddy.remove_probe_image(self.config), check=False)])
+                        *([Step(probe_image, check=False)] if probe_image else [])])
 
     def remove_files(self, session: Session) -> None:
         session.script([Step(caddy.remove_volumes(), check=False), caddy.remove_host_directory()])

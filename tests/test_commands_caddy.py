@@ -206,7 +206,7 @@ def test_admin_status_mark_is_what_curl_prints() -> None:
     assert caddy.admin_status(out) == (201, "body")
 
 
-def test_probe_runs_in_caddys_namespace_with_the_healthcheck_settings() -> None:
+def test_probe_image_runs_the_probe_in_caddys_namespace_with_the_healthcheck_settings() -> None:
     config = make("  app_port: 3000\n  healthcheck: {path: /health, interval: 2, timeout: 4}\n"
                   "  caddy: {probe_image: r/busybox:1}\ndeploy_timeout: 45\n")
     line = join(caddy.probe(config, role(config), "app-web-123"))
@@ -217,17 +217,50 @@ def test_probe_runs_in_caddys_namespace_with_the_healthcheck_settings() -> None:
     assert "+10))" in join(caddy.probe(config, role(config), "c", deadline=10))
 
 
-def test_probe_defaults() -> None:
+def test_probe_defaults_to_curl_on_the_server_at_the_containers_kamal_address() -> None:
     config = make()
     line = join(caddy.probe(config, role(config), "app-web-123"))
-    assert " busybox:1.36 " in line and "+30))" in line and "timeout 2 wget" in line and "sleep 1;" in line
-    assert "http://app-web-123:80/up;" in line
+    assert line == (
+        "ip=$(docker inspect --format '{{with index .NetworkSettings.Networks \"kamal\"}}{{.IPAddress}}{{end}}' "
+        'app-web-123) && [ -n "$ip" ] || exit 1; end=$(($(date +%s)+30)); '
+        'until curl --silent --fail --max-time 2 -o /dev/null "http://$ip:80/up"; do '
+        '[ "$(date +%s)" -lt "$end" ] || exit 1; sleep 0.2; done')
+    assert caddy.remove_probe_image(config) is None  # no image to remove: none was used
+    custom = make("  app_port: 3000\n  healthcheck: {path: health, interval: 2, timeout: 4}\n")
+    line = join(caddy.probe(custom, role(custom), "c", deadline=10))
+    assert '"http://$ip:3000/health"' in line and "--max-time 4" in line and "sleep 2;" in line and "+10))" in line
+
+
+def test_server_probe_loop_polls_the_address_docker_reports(tmp_path) -> None:
+    """Run the loop with a fake ``docker`` (prints an address) against a real local HTTP server."""
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    (tmp_path / "up").write_text("ok")
+    server.RequestHandlerClass = type("H", (http.server.SimpleHTTPRequestHandler,), {
+        "__init__": lambda self, *a, **k: http.server.SimpleHTTPRequestHandler.__init__(
+            self, *a, directory=str(tmp_path), **k), "log_message": lambda *a: None})
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        (tmp_path / "docker").write_text("#!/bin/sh\necho 127.0.0.1\n")
+        (tmp_path / "docker").chmod(0o755)
+        env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+        port = server.server_address[1]
+        config = make(f"  app_port: {port}\n")
+        loop = join(caddy.probe(config, role(config), "c", deadline=5))
+        assert subprocess.run(["sh", "-c", loop], env=env, timeout=20).returncode == 0
+        config = make(f"  app_port: {port}\n  healthcheck: {{path: /missing}}\n")
+        loop = join(caddy.probe(config, role(config), "c", deadline=1))
+        assert subprocess.run(["sh", "-c", loop], env=env, timeout=20, capture_output=True).returncode == 1
+    finally:
+        server.shutdown()
 
 
 @pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v timeout wget"], capture_output=True).returncode != 0,
                     reason="needs timeout and wget")
 def test_probe_loop_gives_up_after_its_deadline() -> None:
-    config = make("  healthcheck: {interval: 1}\n")
+    config = make("  healthcheck: {interval: 1}\n  caddy: {probe_image: busybox}\n")
     loop = shlex.split(join(caddy.probe(config, role(config), "127.0.0.1:9", deadline=1)))[-1]
     proc = subprocess.run(["sh", "-c", loop], capture_output=True, timeout=20)
     assert proc.returncode == 1
@@ -289,8 +322,8 @@ def test_deploy_adds_a_missing_route_once(driver) -> None:
     drv, web = driver
     session = FakeSession([("-X GET", 0, routes_answer(caddy.FALLBACK_ROUTE)), ("-X P", 0, "\n@@status:200")])
     drv.deploy(session, web, "app-web-123")
-    assert [line.split(" ")[:2] for line in session.ran[:4]] == [["docker", "run"], ["docker", "network"],
-                                                                 ["docker", "network"], ["docker", "run"]]
+    assert [line.split(" ")[:2] for line in session.ran[:4]] == [["ip=$(docker", "inspect"], ["docker", "network"],
+                                                                 ["docker", "network"], ["ip=$(docker", "inspect"]]
     assert "-X PUT" in session.ran[-1] and session.ran[-1].endswith("/config/apps/http/servers/kamalpy/routes/0")
     # Next deploy: the route is there, nothing is loaded.
     session = FakeSession([("-X GET", 0, routes_answer(caddy.route(web), caddy.FALLBACK_ROUTE))])
@@ -317,6 +350,7 @@ def test_deploy_leaves_the_alias_when_the_second_check_fails(driver) -> None:
 
 def test_deploy_without_proxy_container(driver) -> None:
     drv, web = driver
+    drv.config.proxy.raw["caddy"] = {"probe_image": "busybox:1.36"}  # only a probe container needs Caddy's
     session = FakeSession([("+30))", 125, "")])
     with pytest.raises(KamalpyError, match="no kamalpy-caddy container .* run `kamalpy proxy boot`"):
         drv.deploy(session, web, "app-web-1")

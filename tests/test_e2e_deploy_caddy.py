@@ -39,7 +39,7 @@ class Project:
             "proxy": {"driver": "caddy", "host": self.domain,
                       "run": {"registry": sandbox.registry, "repository": "caddy", "version": caddy_version,
                               "http_port": HTTP_PORT, "https_port": HTTPS_PORT},
-                      "caddy": {"probe_image": sandbox.images["busybox"], "admin_port": ADMIN_PORT}}}
+                      "caddy": {"admin_port": ADMIN_PORT}}}  # the health probe: curl on the server
         (root / "config").mkdir(parents=True)
         (root / "config" / "deploy.yml").write_text(yaml.safe_dump(self.config, sort_keys=False))
         (root / ".kamal").mkdir()

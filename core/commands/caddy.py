@@ -33,7 +33,6 @@ DEFAULT_ADMIN_PORT = 2019
 ADMIN_CONTAINER_PORT = 2019
 DEFAULT_REPOSITORY = "caddy"
 DEFAULT_VERSION = "2"
-DEFAULT_PROBE_IMAGE = "busybox:1.36"
 CONFIG_VOLUME = "kamalpy-caddy-config"  # Caddy's autosave.json: the routes survive a new container
 DATA_VOLUME = "kamalpy-caddy-data"
 HOST_DIRECTORY = file_join(RUN_DIRECTORY, "caddy")  # the initial config on the server
@@ -46,7 +45,8 @@ REFRESH_MS = 500  # how old Caddy's cached lookup of an alias may get
 RESOLVER = "127.0.0.11:53"  # Docker's embedded DNS
 SWITCH_WAIT = 2 * REFRESH_MS / 1000 + 0.2  # after joining the alias, until every lookup includes the new one
 DEFAULT_HEALTHCHECK_PATH = "/up"
-DEFAULT_HEALTHCHECK_INTERVAL = 1
+DEFAULT_HEALTHCHECK_INTERVAL = 1  # the probe container's
+DEFAULT_SERVER_PROBE_INTERVAL = 0.2  # curl on the server is cheap: a new container is seen healthy sooner
 DEFAULT_PROBE_TIMEOUT = 2
 REJOIN_PROBE_TIMEOUT = 10  # the probe after the new container joined the alias (it has a new address)
 MAINTENANCE_BODY = "Service temporarily unavailable"
@@ -70,8 +70,10 @@ def admin_port(config: Configuration) -> int:
     return int(caddy_settings(config).get("admin_port") or DEFAULT_ADMIN_PORT)
 
 
-def probe_image(config: Configuration) -> str:
-    return str(caddy_settings(config).get("probe_image") or DEFAULT_PROBE_IMAGE)
+def probe_image(config: Configuration) -> str | None:
+    """``proxy.caddy.probe_image``: probe from a container in Caddy's namespace instead of the server."""
+    image = caddy_settings(config).get("probe_image")
+    return str(image) if image else None
 
 
 def caddy_settings(config: Configuration) -> dict[str, Any]:
@@ -150,8 +152,9 @@ def remove_image(config: Configuration, host: str) -> Command:
     return docker("image", "rm", image(config.proxy_run(host)))
 
 
-def remove_probe_image(config: Configuration) -> Command:
-    return docker("image", "rm", probe_image(config))
+def remove_probe_image(config: Configuration) -> Command | None:
+    image = probe_image(config)
+    return docker("image", "rm", image) if image else None
 
 
 def remove_volumes() -> Command:
@@ -357,32 +360,61 @@ def parse_routes(body: str) -> list[dict[str, Any]]:
     return [r for r in found or [] if isinstance(r, dict)]
 
 
-# ----- health checks from inside the proxy's network namespace -----
+# ----- health checks of a new container -----
+
+def health_path(role: Role) -> str:
+    healthcheck = (role.proxy.raw.get("healthcheck") or {}) if role.proxy else {}
+    path = str(healthcheck.get("path") or DEFAULT_HEALTHCHECK_PATH)
+    return path if path.startswith("/") else "/" + path
+
 
 def health_url(role: Role, container: str) -> str:
-    proxy = role.proxy
-    healthcheck = (proxy.raw.get("healthcheck") or {}) if proxy else {}
-    path = str(healthcheck.get("path") or DEFAULT_HEALTHCHECK_PATH)
-    port = proxy.app_port if proxy else DEFAULT_HTTP_PORT
-    return f"http://{container}:{port}{path if path.startswith('/') else '/' + path}"
+    port = role.proxy.app_port if role.proxy else DEFAULT_HTTP_PORT
+    return f"http://{container}:{port}{health_path(role)}"
 
 
 def probe(config: Configuration, role: Role, container: str, *, deadline: int | None = None) -> Command:
-    """A one-off container in Caddy's network namespace polling the health path until it answers 2xx.
+    """A loop polling the new container's health path until it answers 2xx (exit 0), else exit 1 after
+    ``deadline`` seconds (default ``deploy_timeout``).
+
+    By default it runs on the server itself: ``curl`` to the container's address on the ``kamal`` network,
+    which is where Caddy's upstreams dial it. No image beyond Caddy's and no container per probe. With
+    ``proxy.caddy.probe_image`` set, a one-off container in Caddy's network namespace probes instead.
+    """
+    if caddy_settings(config).get("probe_image"):
+        return container_probe(config, role, container, deadline=deadline)
+    interval, timeout, seconds = _probe_timing(config, role, deadline, DEFAULT_SERVER_PROBE_INTERVAL)
+    proxy = role.proxy
+    url = f'"http://$ip:{proxy.app_port if proxy else DEFAULT_HTTP_PORT}{health_path(role)}"'
+    address = docker("inspect", "--format", shell_quote_single(
+        f'{{{{with index .NetworkSettings.Networks "{NETWORK}"}}}}{{{{.IPAddress}}}}{{{{end}}}}'), container)
+    # One shell line as the command's single part: sent as it is (see base.render).
+    return [f"ip=$({join(address)}) && [ -n \"$ip\" ] || exit 1; end=$(($(date +%s)+{seconds})); "
+            f"until curl --silent --fail --max-time {timeout} -o /dev/null {url}; do "
+            f'[ "$(date +%s)" -lt "$end" ] || exit 1; sleep {interval}; done']
+
+
+def container_probe(config: Configuration, role: Role, container: str, *, deadline: int | None = None) -> Command:
+    """The probe as a one-off container in Caddy's network namespace (``proxy.caddy.probe_image``).
 
     It sees the app exactly as Caddy does (same DNS, same network). Exit 0: healthy; 1: not healthy
-    within ``deadline`` seconds (default ``deploy_timeout``); 125: no proxy container (docker's own).
+    within the deadline; 125: no proxy container (docker's own).
     busybox's ``wget -T`` crashes in some versions, so ``timeout`` bounds each request instead.
     """
-    healthcheck = (role.proxy.raw.get("healthcheck") or {}) if role.proxy else {}
-    interval = healthcheck.get("interval") or DEFAULT_HEALTHCHECK_INTERVAL
-    timeout = healthcheck.get("timeout") or DEFAULT_PROBE_TIMEOUT
-    seconds = deadline if deadline is not None else config.deploy_timeout
+    interval, timeout, seconds = _probe_timing(config, role, deadline, DEFAULT_HEALTHCHECK_INTERVAL)
     url = health_url(role, container)
     loop = (f"end=$(($(date +%s)+{seconds})); until timeout {timeout} wget -q -O /dev/null {url}; do "
             f'[ "$(date +%s)" -lt "$end" ] || exit 1; sleep {interval}; done')
     return docker("run", "--rm", "--label", PROBE_LABEL, "--network", f"container:{CONTAINER}",
                   probe_image(config), "sh", "-c", shell_quote_single(loop))
+
+
+def _probe_timing(config: Configuration, role: Role, deadline: int | None,
+                  default_interval: float) -> tuple[Any, Any, int]:
+    """``(interval, timeout per request, deadline)`` of a probe, from ``proxy.healthcheck``."""
+    healthcheck = (role.proxy.raw.get("healthcheck") or {}) if role.proxy else {}
+    return (healthcheck.get("interval") or default_interval, healthcheck.get("timeout") or DEFAULT_PROBE_TIMEOUT,
+            deadline if deadline is not None else config.deploy_timeout)
 
 
 def join_alias(role: Role, container: str) -> list[Command]:
