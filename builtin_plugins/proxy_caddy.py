@@ -12,9 +12,12 @@ Builders: :mod:`kamalpy.commands.caddy`; measurements and the reasoning: docs/ca
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kamalpy.commands import caddy
@@ -100,27 +103,96 @@ class CaddyDriver(ProxyDriver):
     def deploy(self, session: Session, role: Role, container: str, container_id: str | None = None) -> None:
         if container_id is not None and not container_id.strip() and not session.executor.dry_run:
             raise BootError(f"Failed to get endpoint for {role.name} on {session.host}, did the container boot?")
+        if caddy.uses_tls(role):
+            self._deploy_tls(session, role, container)
+            return
         # One round trip: wait until healthy, join the alias, check it again at its new address, read routes.
-        steps = [caddy.probe(self.config, role, container), *caddy.join_alias(role, container),
-                 caddy.probe(self.config, role, container,
-                             deadline=min(caddy.REJOIN_PROBE_TIMEOUT, self.config.deploy_timeout)),
+        first, second = self._probes(role, container)
+        steps = [first, *caddy.join_alias(role, container), second,
                  Step(caddy.admin(self.config, "GET", caddy.routes_path()), check=False)]
-        try:
-            results = session.script(steps)
-        except CommandFailed as failed:
-            self._deploy_failed(session, role, container, failed, steps)
-            raise AssertionError("unreachable") from failed
+        results = self._checked(session, role, container, steps, first, second)
         routes = self._routes(session, results[-1])
-        plan = caddy.plan_route(routes, self._wanted_route(role, routes))
-        if plan is not None:
-            self._admin(session, *plan)
+        self._put_route(session, routes, self._wanted_route(role, routes, caddy.route(role)))
+        self._switch_wait(session)
+
+    def _probes(self, role: Role, container: str) -> tuple[Any, Any]:
+        """The health check before the new container joins the alias, and the one after (a new address)."""
+        return (caddy.probe(self.config, role, container),
+                caddy.probe(self.config, role, container,
+                            deadline=min(caddy.REJOIN_PROBE_TIMEOUT, self.config.deploy_timeout)))
+
+    def _checked(self, session: Session, role: Role, container: str, steps: list[Any], first: Any,
+                 second: Any) -> list[CommandResult]:
+        try:
+            return session.script(steps)
+        except CommandFailed as failed:
+            self._deploy_failed(session, role, container, failed, first, second)
+            raise AssertionError("unreachable") from failed
+
+    @staticmethod
+    def _switch_wait(session: Session) -> None:
         if not session.executor.dry_run:
             time.sleep(caddy.SWITCH_WAIT)  # Caddy's next lookup of the alias includes the new container
 
+    def _deploy_tls(self, session: Session, role: Role, container: str) -> None:
+        """A role with ``ssl``: its routes, policy and certificate are in place, and Caddy holds a certificate
+        for each of its hosts, before the new container joins the alias (else the old one keeps serving)."""
+        config = self.config
+        first, second = self._probes(role, container)
+        certificate = self._upload_certificate(session, role)
+        root = caddy.acme_ca_root(config)
+        steps = [first, *([WriteFile(_read_acme_ca_root(root), caddy.acme_ca_root_host_path(), mode=0o644)]
+                          if root else []),
+                 Step(caddy.admin(config, "GET", caddy.TLS_APP_PATH), check=False),
+                 Step(caddy.admin(config, "GET", caddy.server_path(caddy.TLS_SERVER)), check=False),
+                 Step(caddy.admin(config, "GET", caddy.routes_path()), check=False)]
+        results = self._checked(session, role, container, steps, first, second)
+        tls_app, tls_server, routes = (self._json(session, r) for r in results[-3:])
+        wanted_app = caddy.tls_app(tls_app, role, policy=caddy.acme_policy(role, config), certificate=certificate)
+        if wanted_app != (tls_app or {}):
+            self._admin(session, "POST", caddy.TLS_APP_PATH, wanted_app)
+        if not isinstance(tls_server, dict):
+            tls_server = caddy.tls_server()
+            self._admin(session, "POST", caddy.server_path(caddy.TLS_SERVER), tls_server)
+        tls_routes = caddy.parse_routes(json.dumps(tls_server.get("routes")))
+        self._put_route(session, tls_routes, self._wanted_route(role, tls_routes, caddy.tls_route(role)),
+                        caddy.TLS_SERVER)
+        http_routes = caddy.parse_routes(json.dumps(routes))
+        wanted = caddy.http_route(role, config, session.host)
+        self._put_route(session, http_routes, wanted if caddy.redirects_to_https(role)
+                        else self._wanted_route(role, http_routes, wanted))
+        self._wait_for_certificates(session, role)
+        self._checked(session, role, container, [*caddy.join_alias(role, container), second], first, second)
+        self._switch_wait(session)
+
+    def _upload_certificate(self, session: Session, role: Role) -> dict[str, Any] | None:
+        """The role's own certificate and key (from secrets) onto the server; their ``load_files`` entry."""
+        proxy = role.proxy
+        if proxy is None or not proxy.custom_ssl_certificate:
+            return None
+        secrets = self.config.secrets
+        cert = secrets[str(proxy.certificate_pem_secret)].encode()
+        key = secrets[str(proxy.private_key_pem_secret)].encode()
+        directory = caddy.certificate_directory(role)
+        session.execute(["mkdir", "-p", directory])
+        session.upload(cert, f"{directory}/cert.pem", 0o644)
+        session.upload(key, f"{directory}/key.pem", 0o600)
+        return caddy.certificate_files(role, hashlib.sha256(cert + b"\0" + key).hexdigest()[:16])
+
+    def _wait_for_certificates(self, session: Session, role: Role) -> None:
+        result = session.execute(caddy.wait_for_certificates(self.config, role), raise_on_non_zero=False)
+        if result.ok or session.executor.dry_run:
+            return
+        host = result.stdout.strip().splitlines()[-1:] or ["?"]
+        logs = session.execute(caddy.recent_logs(), raise_on_non_zero=False).stdout
+        error = caddy.certificate_error(logs, host[0]) or "no certificate yet (see `kamalpy proxy logs`)"
+        raise BootError(f"{session.host}: Caddy holds no TLS certificate for {host[0]} after "
+                        f"{self.config.deploy_timeout}s, so {role.name} was not switched: {error}")
+
     def _deploy_failed(self, session: Session, role: Role, container: str, failed: CommandFailed,
-                       steps: list[Any]) -> None:
+                       first: Any, second: Any) -> None:
         shown = failed.result.command
-        first_probe, second_probe = render(steps[0], redact=True), render(steps[3], redact=True)
+        first_probe, second_probe = render(first, redact=True), render(second, redact=True)
         if failed.result.exit_status == NO_PROXY_STATUS and shown in (first_probe, second_probe):
             raise KamalpyError(f"{session.host}: no {caddy.CONTAINER} container to health-check {container} from, "
                                f"run `kamalpy proxy boot` ({failed})") from None
@@ -134,15 +206,30 @@ class CaddyDriver(ProxyDriver):
                             f"{caddy.health_url(role, container)} after joining {caddy.alias(role)}") from None
         raise failed
 
-    def _wanted_route(self, role: Role, routes: list[dict[str, Any]]) -> dict[str, Any]:
+    @staticmethod
+    def _wanted_route(role: Role, routes: list[dict[str, Any]], live: dict[str, Any]) -> dict[str, Any]:
         """The live route, or (in maintenance) the route with its current maintenance handler kept."""
-        current = next((r for r in routes if r.get("@id") == caddy.route_id(role)), None)
+        current = next((r for r in routes if r.get("@id") == live["@id"]), None)
         if current is not None and caddy.in_maintenance(current):
-            return caddy.route(role, current["handle"])
-        return caddy.route(role)
+            return {**live, "handle": current["handle"]}
+        return live
+
+    def _put_route(self, session: Session, routes: list[dict[str, Any]], wanted: dict[str, Any],
+                   server: str = caddy.SERVER) -> None:
+        plan = caddy.plan_route(routes, wanted, server)
+        if plan is not None:
+            self._admin(session, *plan)
 
     def remove_app(self, session: Session, role: Role) -> None:
         self._admin(session, "DELETE", caddy.id_path(caddy.route_id(role)), missing_ok=True)
+        if caddy.uses_tls(role):
+            self._admin(session, "DELETE", caddy.id_path(caddy.tls_route_id(role)), missing_ok=True)
+            current = self._json(session, session.execute(caddy.admin(self.config, "GET", caddy.TLS_APP_PATH),
+                                                          raise_on_non_zero=False))
+            wanted = caddy.tls_app(current, role, policy=None, certificate=None)
+            if current is not None and wanted != current:
+                self._admin(session, "POST", caddy.TLS_APP_PATH, wanted)
+            session.execute(["rm", "-rf", caddy.certificate_directory(role)])
 
     # ----- accessories: routed like a role whose alias is the accessory's service name -----
 
@@ -162,27 +249,48 @@ class CaddyDriver(ProxyDriver):
     def maintenance(self, session: Session, role: Role, *, drain_timeout: int | None = None,
                     message: str | None = None) -> None:
         # Requests in flight finish on the old server instance of the config load (Caddy's graceful stop).
-        self._set_route(session, role, caddy.route(role, caddy.maintenance_handlers(role, message)))
+        for server, live in self._serving_routes(session, role):
+            handlers = caddy.maintenance_handlers(role, message, tls=server == caddy.TLS_SERVER)
+            self._set_route(session, role, {**live, "handle": handlers}, server)
 
     def live(self, session: Session, role: Role) -> None:
-        self._set_route(session, role, caddy.route(role))
+        for server, live in self._serving_routes(session, role):
+            self._set_route(session, role, live, server)
 
-    def _set_route(self, session: Session, role: Role, wanted: dict[str, Any]) -> None:
-        routes = self._routes(session, session.execute(caddy.admin(self.config, "GET", caddy.routes_path()),
-                                                       raise_on_non_zero=False))
+    def _serving_routes(self, session: Session, role: Role) -> list[tuple[str, dict[str, Any]]]:
+        """``(server, live route)`` of each route that serves the app (not the HTTPS redirect)."""
+        serving = [(caddy.TLS_SERVER, caddy.tls_route(role))] if caddy.uses_tls(role) else []
+        if not caddy.redirects_to_https(role):
+            serving.append((caddy.SERVER, caddy.route(role)))
+        return serving
+
+    def _set_route(self, session: Session, role: Role, wanted: dict[str, Any], server: str = caddy.SERVER) -> None:
+        routes = self._routes(session, session.execute(
+            caddy.admin(self.config, "GET", caddy.routes_path(server=server)), raise_on_non_zero=False), server)
         if not session.executor.dry_run and not any(r.get("@id") == wanted["@id"] for r in routes):
             raise KamalpyError(f"{session.host}: no route for {caddy.route_id(role)} on {caddy.CONTAINER}, "
                                "deploy it first")
-        plan = caddy.plan_route(routes, wanted)
-        if plan is not None:
-            self._admin(session, *plan)
+        self._put_route(session, routes, wanted, server)
 
     # ----- the admin API -----
 
-    def _routes(self, session: Session, result: CommandResult) -> list[dict[str, Any]]:
+    def _routes(self, session: Session, result: CommandResult, server: str = caddy.SERVER) -> list[dict[str, Any]]:
         if session.executor.dry_run:
             return []
-        return caddy.parse_routes(self._answer(session, "GET", caddy.routes_path(), result))
+        return caddy.parse_routes(self._answer(session, "GET", caddy.routes_path(server=server), result))
+
+    @staticmethod
+    def _json(session: Session, result: CommandResult) -> Any:
+        """The JSON a ``GET`` answered, or None (dry run, nothing there, no answer)."""
+        if session.executor.dry_run:
+            return None
+        status, body = caddy.admin_status(result.stdout)
+        if not result.ok or not 200 <= status < 300 or not body.strip():
+            return None
+        try:
+            return json.loads(body)
+        except ValueError:
+            return None
 
     def _admin(self, session: Session, method: str, path: str, body: Any = None, *,
                missing_ok: bool = False) -> str:
@@ -223,13 +331,34 @@ def kamalpy_proxy_drivers() -> dict[str, Any]:
 
 @hookimpl
 def kamalpy_validate_config(config: Configuration) -> str | None:
-    """The caddy driver manages no certificates: refuse ``proxy.ssl`` up front rather than serve plain HTTP."""
+    """kamal-proxy settings the caddy driver cannot honour are refused up front, never silently dropped."""
     if config.proxy_driver != CaddyDriver.name:
         return None
     for role in config.roles:
         proxy = role.proxy
-        if proxy is not None and proxy.raw.get("ssl"):
-            where = "proxy/ssl" if config.proxy.raw.get("ssl") else f"servers/{role.name}/proxy/ssl"
-            return (f"{where}: the caddy proxy driver does not manage TLS; use the kamal-proxy driver "
-                    "or terminate TLS in front of the servers")
+        if proxy is None:
+            continue
+        for key in caddy.unsupported_settings(proxy.raw):
+            where = f"proxy/{key}" if _set_at_root(config.proxy.raw, key) else f"servers/{role.name}/proxy/{key}"
+            return f"{where}: {caddy.UNSUPPORTED[key.split('/')[0]]}"
+    root = caddy.acme_ca_root(config)
+    if root and not Path(root).expanduser().is_file():
+        return f"proxy/caddy/acme_ca_root: {root} is not a file (a PEM file on this machine, relative to the project)"
     return None
+
+
+def _set_at_root(raw: Any, key: str) -> bool:
+    value: Any = raw
+    for part in key.split("/"):
+        if not isinstance(value, dict) or part not in value:
+            return False
+        value = value[part]
+    return True
+
+
+def _read_acme_ca_root(path: str) -> bytes:
+    """``proxy.caddy.acme_ca_root`` on the deploying machine (relative to the project root, where kamalpy runs)."""
+    try:
+        return Path(path).expanduser().read_bytes()
+    except OSError as error:
+        raise KamalpyError(f"proxy/caddy/acme_ca_root: cannot read {path}: {error.strerror}") from None

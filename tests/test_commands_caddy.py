@@ -397,9 +397,89 @@ def test_deploy_keeps_maintenance(driver) -> None:
     assert len(session.ran) == 5  # no load: the route stays in maintenance
 
 
-def test_validation_refuses_ssl() -> None:
-    assert proxy_caddy.kamalpy_validate_config(make("  host: a.test\n")) is None
-    assert proxy_caddy.kamalpy_validate_config(make("  host: a.test\n  ssl: true\n")).startswith(
-        "proxy/ssl: the caddy proxy driver does not manage TLS")
-    other = Configuration(yaml.safe_load(BASE + "servers: [1.1.1.1]\nproxy: {host: a.test, ssl: true}\n"))
-    assert proxy_caddy.kamalpy_validate_config(other) is None  # kamal-proxy does TLS
+def test_validation_accepts_ssl_and_refuses_what_caddy_cannot_honour(tmp_path, monkeypatch) -> None:
+    validate = proxy_caddy.kamalpy_validate_config
+    assert validate(make("  host: a.test\n  ssl: true\n  ssl_redirect: false\n")) is None
+    assert validate(make("  host: a.test\n  buffering: {max_request_body: 1000, requests: false}\n")) is None
+    assert validate(make("  host: a.test\n  forward_headers: true\n")).startswith(
+        "proxy/forward_headers: the caddy driver cannot pass a client's X-Forwarded-* headers")
+    assert validate(make("  host: a.test\n  buffering: {memory: 100}\n")).startswith(
+        "proxy/buffering/memory: Caddy streams requests and responses")
+    assert validate(make("  host: a.test\n  buffering: {requests: true}\n")).startswith("proxy/buffering/requests:")
+    assert validate(make("  host: a.test\n  logging: {request_headers: [X]}\n")).startswith("proxy/logging:")
+    by_role = make("  host: a.test\n", servers="servers: {web: {hosts: [1.1.1.1], proxy: {forward_headers: true}}}\n")
+    assert validate(by_role).startswith("servers/web/proxy/forward_headers:")
+    monkeypatch.chdir(tmp_path)
+    assert validate(make("  host: a.test\n  caddy: {acme_ca_root: ca.pem}\n")) == (
+        "proxy/caddy/acme_ca_root: ca.pem is not a file (a PEM file on this machine, relative to the project)")
+    (tmp_path / "ca.pem").write_text("pem")
+    assert validate(make("  host: a.test\n  caddy: {acme_ca_root: ca.pem}\n")) is None
+    other = Configuration(yaml.safe_load(BASE + "servers: [1.1.1.1]\nproxy: {host: a.test, forward_headers: true}\n"))
+    assert validate(other) is None  # kamal-proxy does it
+
+
+def test_max_request_body_becomes_a_request_body_limit() -> None:
+    config = make("  host: a.test\n  buffering: {max_request_body: 1000}\n")
+    handlers = caddy.route(role(config))["handle"]
+    assert handlers[0] == {"handler": "request_body", "max_size": 1000}
+    assert handlers[1]["handler"] == "reverse_proxy"
+
+
+# ----- TLS -----
+
+def test_tls_routes_redirect_and_policy() -> None:
+    config = make("  host: a.test\n  ssl: true\n  run: {https_port: 8443}\n"
+                  "  caddy: {acme_ca: 'https://acme.test/dir', acme_ca_root: ca.pem}\n")
+    web = role(config)
+    assert caddy.uses_tls(web) and caddy.redirects_to_https(web)
+    tls = caddy.tls_route(web)
+    assert tls["@id"] == "app-web:tls" and tls["match"] == [{"host": ["a.test"]}]
+    assert tls["handle"] == caddy.route(web)["handle"]
+    redirect = caddy.http_route(web, config, "1.1.1.1")
+    assert redirect["@id"] == "app-web" and redirect["handle"] == [
+        {"handler": "static_response", "status_code": 301, "close": True,
+         "headers": {"Location": ["https://{http.request.host}:8443{http.request.uri}"]}}]
+    assert caddy.https_redirect_handlers(443)[0]["headers"]["Location"] == ["https://{http.request.host}{http.request.uri}"]
+    assert caddy.acme_policy(web, config) == {
+        "@id": "app-web:acme", "subjects": ["a.test"],
+        "issuers": [{"module": "acme", "ca": "https://acme.test/dir",
+                     "trusted_roots_pem_files": ["/etc/kamalpy/acme-ca-root.pem"]}]}
+    plain = make("  host: a.test\n  ssl: true\n  ssl_redirect: false\n")
+    assert not caddy.redirects_to_https(role(plain))
+    assert caddy.http_route(role(plain), plain, "1.1.1.1") == caddy.route(role(plain))
+    assert caddy.acme_policy(role(plain), plain) is None  # Caddy's default issuers
+    assert caddy.maintenance_handlers(web, tls=True)[0]["@id"] != caddy.maintenance_handlers(web)[0]["@id"]
+
+
+def test_tls_app_keeps_other_services_entries_and_replaces_ours() -> None:
+    config = make("  host: a.test\n  ssl: true\n  caddy: {acme_ca: 'https://acme.test/dir'}\n")
+    web = role(config)
+    theirs = {"automation": {"policies": [{"@id": "other-web:acme", "subjects": ["b.test"]}]},
+              "certificates": {"load_files": [{"certificate": "c", "key": "k", "tags": ["other-web"]}]}}
+    policy = caddy.acme_policy(web, config)
+    ours = caddy.certificate_files(web, "abc")
+    app = caddy.tls_app(theirs, web, policy=policy, certificate=ours)
+    assert app["automation"]["policies"] == [theirs["automation"]["policies"][0], policy]
+    assert app["certificates"]["load_files"][1] == {"certificate": "/etc/kamalpy/tls/app-web/cert.pem",
+                                                    "key": "/etc/kamalpy/tls/app-web/key.pem",
+                                                    "tags": ["app-web", "sha256:abc"]}
+    assert caddy.tls_app(app, web, policy=policy, certificate=ours) == app  # no change, no config load
+    assert caddy.tls_app(app, web, policy=None, certificate=None) == theirs
+    assert caddy.tls_app(None, web, policy=None, certificate=None) == {}
+
+
+def test_wait_for_certificates_loop_and_certificate_error() -> None:
+    config = make("  hosts: [a.test, b.test]\n  ssl: true\n")
+    line = join(caddy.wait_for_certificates(config, role(config), deadline=7))
+    assert "for h in 'a.test' 'b.test'; do until curl --silent --insecure --max-time 2 -o /dev/null " in line
+    assert '--resolve "$h:443:$ip" "https://$h/"' in line and "+7))" in line and "kamalpy-caddy)" in line
+    logs = "\n".join([
+        '{"level":"info","logger":"tls.obtain","msg":"acquiring lock","identifier":"a.test"}',
+        'not json',
+        '{"level":"error","logger":"tls.obtain","msg":"could not get certificate from issuer",'
+        '"identifier":"a.test","error":"dial tcp 10.0.0.1:14000: connect: connection refused"}',
+        '{"level":"error","logger":"tls.obtain","msg":"will retry","identifier":"b.test","error":"other"}'])
+    assert caddy.certificate_error(logs, "a.test") == "dial tcp 10.0.0.1:14000: connect: connection refused"
+    assert caddy.certificate_error(logs, "c.test") is None
+
+

@@ -55,6 +55,15 @@ MAINTENANCE_MARKER = "kamalpy-maintenance"  # the static_response handler's @id 
 FALLBACK_ROUTE = {"@id": "kamalpy-fallback", "terminal": True, "handle": [
     {"handler": "static_response", "status_code": 404, "body": "Not found\n"}]}
 
+# TLS (``proxy.ssl``): a second HTTP server on the container's port 443 holds the routes of roles with
+# ``ssl``; Caddy manages their certificates (automatic HTTPS) and kamalpy adds the HTTP-to-HTTPS redirects.
+TLS_SERVER = "kamalpy-tls"
+TLS_ROUTE_SUFFIX = ":tls"  # @ids are global in Caddy's config: the TLS route's differs from the HTTP one's
+TLS_FALLBACK_ROUTE = {**FALLBACK_ROUTE, "@id": "kamalpy-fallback-tls"}
+ACME_POLICY_SUFFIX = ":acme"
+ACME_CA_ROOT_FILE = "acme-ca-root.pem"  # in HOST_DIRECTORY, so Caddy reads it in CONTAINER_CONFIG_DIRECTORY
+CERTIFICATE_WAIT_INTERVAL = 0.5
+
 
 # ----- the container -----
 
@@ -219,10 +228,16 @@ def wait_for_admin(config: Configuration, attempts: int = 100) -> str:
 
 
 ROUTES_PATH = f"/config/apps/http/servers/{SERVER}/routes"
+TLS_APP_PATH = "/config/apps/tls"
 
 
-def routes_path(index: int | None = None) -> str:
-    return ROUTES_PATH if index is None else f"{ROUTES_PATH}/{index}"
+def server_path(server: str = SERVER) -> str:
+    return f"/config/apps/http/servers/{server}"
+
+
+def routes_path(index: int | None = None, server: str = SERVER) -> str:
+    path = f"{server_path(server)}/routes"
+    return path if index is None else f"{path}/{index}"
 
 
 def id_path(route_id: str, *rest: str) -> str:
@@ -253,6 +268,9 @@ def upstream_handlers(role: Role, proxy: Proxy) -> list[dict[str, Any]]:
             {"match": [{"path": _path_patterns(prefix)}],
              "handle": [{"handler": "rewrite", "strip_path_prefix": _normal_prefix(prefix)}], "terminal": False}
             for prefix in _longest_first(prefixes)]})
+    max_body = (proxy.raw.get("buffering") or {}).get("max_request_body")
+    if max_body:  # kamal-proxy answers 413 above it, and so does Caddy's request_body handler
+        handlers.append({"handler": "request_body", "max_size": int(max_body)})
     transport: dict[str, Any] = {"protocol": "http", "dial_timeout": "500ms"}
     if proxy.raw.get("response_timeout"):
         transport["response_header_timeout"] = _duration(proxy.raw["response_timeout"])
@@ -269,8 +287,9 @@ def upstream_handlers(role: Role, proxy: Proxy) -> list[dict[str, Any]]:
     return handlers
 
 
-def maintenance_handlers(role: Role, message: str | None = None) -> list[dict[str, Any]]:
-    return [{"@id": f"{MAINTENANCE_MARKER}-{route_id(role)}", "handler": "static_response", "status_code": 503,
+def maintenance_handlers(role: Role, message: str | None = None, *, tls: bool = False) -> list[dict[str, Any]]:
+    handler_id = f"{MAINTENANCE_MARKER}-{tls_route_id(role) if tls else route_id(role)}"
+    return [{"@id": handler_id, "handler": "static_response", "status_code": 503,
              "headers": {"Content-Type": ["text/plain; charset=utf-8"], "Retry-After": ["30"]},
              "body": (message or MAINTENANCE_BODY) + "\n"}]
 
@@ -315,7 +334,7 @@ def _longest_first(prefixes: Sequence[str]) -> list[str]:
 def order_key(route: Mapping[str, Any]) -> tuple[int, int, int]:
     """Routes are tried in order: by host before the catch-all, exact hosts before wildcards, then
     longer path prefixes first (a route without prefix last); the 404 fallback after everything."""
-    if route.get("@id") == FALLBACK_ROUTE["@id"]:
+    if str(route.get("@id", "")).startswith(FALLBACK_ROUTE["@id"]):
         return (2, 0, 0)
     match = (route.get("match") or [{}])[0]
     hosts = match.get("host") or []
@@ -333,7 +352,8 @@ def same_route(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-def plan_route(routes: Sequence[Mapping[str, Any]], new: Mapping[str, Any]) -> tuple[str, str, Any] | None:
+def plan_route(routes: Sequence[Mapping[str, Any]], new: Mapping[str, Any],
+               server: str = SERVER) -> tuple[str, str, Any] | None:
     """The one admin call that puts ``new`` in place among the server's ``routes``, None when it is there.
 
     A missing route is inserted at its place (``PUT`` at an index inserts; several services add theirs
@@ -344,14 +364,14 @@ def plan_route(routes: Sequence[Mapping[str, Any]], new: Mapping[str, Any]) -> t
     if len(others) == len(routes):
         index = insert_index(others, new)
         if index == len(routes):
-            return ("POST", routes_path(), new)
-        return ("PUT", routes_path(index), new)
+            return ("POST", routes_path(server=server), new)
+        return ("PUT", routes_path(index, server), new)
     replaced = [dict(new) if r.get("@id") == new.get("@id") else r for r in routes]
     keys = [order_key(r) for r in replaced]
     if keys == sorted(keys):  # still in order where it is
         current = next(r for r in routes if r.get("@id") == new.get("@id"))
         return None if same_route(current, new) else ("PATCH", id_path(str(new["@id"])), new)
-    return ("PATCH", routes_path(), sorted(replaced, key=order_key))
+    return ("PATCH", routes_path(server=server), sorted(replaced, key=order_key))
 
 
 def parse_routes(body: str) -> list[dict[str, Any]]:
@@ -425,3 +445,177 @@ def join_alias(role: Role, container: str) -> list[Command]:
 
 def leave_alias(container: str) -> list[Command]:
     return [docker("network", "disconnect", NETWORK, container), docker("network", "connect", NETWORK, container)]
+
+
+# ----- kamal-proxy settings Caddy can't honour per route -----
+
+UNSUPPORTED = {
+    "forward_headers": "the caddy driver cannot pass a client's X-Forwarded-* headers through per app: Caddy sets "
+                       "its own (trusting clients is a setting of the whole proxy); remove it",
+    "buffering": "Caddy streams requests and responses; of buffering the caddy driver supports only "
+                 "max_request_body (larger bodies get 413) and requests/responses: false",
+    "logging": "the caddy driver does not log request or response headers; remove proxy logging",
+}
+
+
+def unsupported_settings(raw: Mapping[str, Any]) -> list[str]:
+    """The keys of a proxy section that the caddy driver cannot honour (as ``key`` or ``key/sub``)."""
+    found = []
+    if raw.get("forward_headers"):
+        found.append("forward_headers")
+    buffering = raw.get("buffering") or {}
+    if isinstance(buffering, Mapping):
+        found += [f"buffering/{k}" for k, v in buffering.items()
+                  if k not in ("max_request_body", "requests", "responses") or (k != "max_request_body" and v)]
+    if raw.get("logging"):
+        found.append("logging")
+    return found
+
+
+# ----- TLS: the routes of roles with ``ssl``, their certificates and the HTTP-to-HTTPS redirect -----
+
+def uses_tls(role: Role) -> bool:
+    return role.proxy is not None and role.proxy.ssl
+
+
+def redirects_to_https(role: Role) -> bool:
+    """kamal-proxy's ``--tls-redirect`` (on by default with TLS): plain HTTP gets a 301 to ``https://``."""
+    return uses_tls(role) and role.proxy is not None and role.proxy.raw.get("ssl_redirect", True) is not False
+
+
+def tls_route_id(role: Role) -> str:
+    return route_id(role) + TLS_ROUTE_SUFFIX
+
+
+def tls_route(role: Role, handlers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The role's route on the TLS server: the same match and handlers as its HTTP route, its own @id."""
+    return {**route(role, handlers), "@id": tls_route_id(role)}
+
+
+def https_redirect_handlers(https_port: Any = DEFAULT_HTTPS_PORT) -> list[dict[str, Any]]:
+    """301 to the same host and URI over HTTPS (with the published port when it is not 443), then close."""
+    port = "" if str(https_port) == str(DEFAULT_HTTPS_PORT) else f":{https_port}"
+    return [{"handler": "static_response", "status_code": 301, "close": True,
+             "headers": {"Location": [f"https://{{http.request.host}}{port}{{http.request.uri}}"]}}]
+
+
+def https_port(config: Configuration, host: str) -> Any:
+    return (config.proxy_run(host) or {}).get("https_port", DEFAULT_HTTPS_PORT)
+
+
+def http_route(role: Role, config: Configuration, host: str) -> dict[str, Any]:
+    """The role's route on the HTTP server: live, or a redirect when its traffic goes over HTTPS."""
+    if redirects_to_https(role):
+        return route(role, https_redirect_handlers(https_port(config, host)))
+    return route(role)
+
+
+def tls_server() -> dict[str, Any]:
+    """The TLS server: port 443 of the container. Caddy's own redirects are off: the routes redirect."""
+    return {"listen": [f":{DEFAULT_HTTPS_PORT}"], "routes": [TLS_FALLBACK_ROUTE],
+            "automatic_https": {"disable_redirects": True}}
+
+
+def acme_ca(config: Configuration) -> str | None:
+    """``proxy.caddy.acme_ca``: the ACME directory URL (default: Caddy's, i.e. Let's Encrypt)."""
+    value = caddy_settings(config).get("acme_ca")
+    return str(value) if value else None
+
+
+def acme_ca_root(config: Configuration) -> str | None:
+    """``proxy.caddy.acme_ca_root``: a PEM file on the deploying machine that Caddy trusts for ``acme_ca``."""
+    value = caddy_settings(config).get("acme_ca_root")
+    return str(value) if value else None
+
+
+def acme_ca_root_host_path() -> str:
+    return file_join(HOST_DIRECTORY, ACME_CA_ROOT_FILE)
+
+
+def acme_policy(role: Role, config: Configuration) -> dict[str, Any] | None:
+    """The automation policy for the role's hosts when ``acme_ca`` is set (else Caddy's default issuers)."""
+    directory = acme_ca(config)
+    if directory is None or role.proxy is None or role.proxy.custom_ssl_certificate:
+        return None
+    issuer: dict[str, Any] = {"module": "acme", "ca": directory}
+    if acme_ca_root(config):
+        issuer["trusted_roots_pem_files"] = [f"{CONTAINER_CONFIG_DIRECTORY}/{ACME_CA_ROOT_FILE}"]
+    return {"@id": route_id(role) + ACME_POLICY_SUFFIX, "subjects": list(role.proxy.hosts), "issuers": [issuer]}
+
+
+def certificate_directory(role: Role) -> str:
+    """Where the driver uploads a role's own certificate and key (``ssl: {certificate_pem, private_key_pem}``)."""
+    return file_join(HOST_DIRECTORY, "tls", route_id(role))
+
+
+def certificate_files(role: Role, digest: str) -> dict[str, Any]:
+    """The ``load_files`` entry of a role's own certificate; ``digest`` (of the PEMs) makes a new one a change."""
+    directory = f"{CONTAINER_CONFIG_DIRECTORY}/tls/{route_id(role)}"
+    return {"certificate": f"{directory}/cert.pem", "key": f"{directory}/key.pem",
+            "tags": [route_id(role), f"sha256:{digest}"]}
+
+
+def tls_app(current: Mapping[str, Any] | None, role: Role, *, policy: Mapping[str, Any] | None,
+            certificate: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Caddy's ``tls`` app with this role's policy and certificate in place of any earlier ones (None: removed).
+
+    Other services' entries are kept as they are: several services share one Caddy.
+    """
+    app = json.loads(json.dumps(current or {}))
+    owner = route_id(role)
+    automation = app.setdefault("automation", {})
+    policies = [p for p in automation.get("policies") or [] if p.get("@id") != owner + ACME_POLICY_SUFFIX]
+    if policy is not None:
+        policies.append(dict(policy))
+    automation["policies"] = policies
+    if not policies:
+        automation.pop("policies")
+    if not automation:
+        app.pop("automation")
+    certificates = app.setdefault("certificates", {})
+    loaded = [f for f in certificates.get("load_files") or [] if owner not in (f.get("tags") or [])]
+    if certificate is not None:
+        loaded.append(dict(certificate))
+    certificates["load_files"] = loaded
+    if not loaded:
+        certificates.pop("load_files")
+    if not certificates:
+        app.pop("certificates")
+    return app
+
+
+def wait_for_certificates(config: Configuration, role: Role, deadline: int | None = None) -> Command:
+    """Until Caddy completes a TLS handshake for each of the role's hosts (it holds a certificate), else
+    exit 1 printing the host that has none. Asked at the proxy's address on the ``kamal`` network, port 443.
+    """
+    seconds = deadline if deadline is not None else config.deploy_timeout
+    address = docker("inspect", "--format", shell_quote_single(
+        f'{{{{with index .NetworkSettings.Networks "{NETWORK}"}}}}{{{{.IPAddress}}}}{{{{end}}}}'), CONTAINER)
+    hosts = " ".join(shell_quote_single(h) for h in (role.proxy.hosts if role.proxy else []))
+    return [f"ip=$({join(address)}) && [ -n \"$ip\" ] || exit 1; end=$(($(date +%s)+{seconds})); "
+            f"for h in {hosts}; do until curl --silent --insecure --max-time 2 -o /dev/null "
+            f'--resolve "$h:{DEFAULT_HTTPS_PORT}:$ip" "https://$h/"; do '
+            f'[ "$(date +%s)" -lt "$end" ] || {{ echo "$h"; exit 1; }}; sleep {CERTIFICATE_WAIT_INTERVAL}; done; done']
+
+
+def recent_logs(lines: int = 300) -> Command:
+    return docker("logs", "--tail", str(lines), CONTAINER, "2>&1")
+
+
+def certificate_error(logs: str, host: str) -> str | None:
+    """The last error Caddy logged while obtaining a certificate for ``host`` (its JSON log lines)."""
+    found = None
+    for line in logs.splitlines():
+        start = line.find("{")
+        if start < 0:
+            continue
+        try:
+            entry = json.loads(line[start:])
+        except ValueError:
+            continue
+        if not isinstance(entry, dict) or entry.get("level") != "error":
+            continue
+        if str(entry.get("logger", "")).startswith("tls") and host in (entry.get("identifier"), *(
+                entry.get("identifiers") or [])):
+            found = str(entry.get("error") or entry.get("msg") or "")
+    return found
