@@ -100,6 +100,28 @@ class CaddyDriver(ProxyDriver):
 
     # ----- routes -----
 
+    preflight_needed = True
+
+    def preflight(self, session: Session) -> None:
+        """No route of another app on this Caddy may claim a host and path prefix of ours: Caddy would send
+        one app's requests to the other (kamal-proxy refuses such a deploy too)."""
+        roles = [r for r in self.commander.specifics.roles_on(session.host) if r.running_proxy and r.proxy]
+        if not roles or session.executor.dry_run:
+            return
+        results = session.script([Step(caddy.admin(self.config, "GET", caddy.routes_path(server=server)),
+                                       check=False) for server in (caddy.SERVER, caddy.TLS_SERVER)])
+        theirs = [r for result in results for r in caddy.parse_routes(json.dumps(self._json(session, result)))]
+        ours = {i for role in roles for i in (caddy.route_id(role), caddy.tls_route_id(role))}
+        for role in roles:
+            for other in theirs:
+                if other.get("@id") in ours:
+                    continue
+                clash = caddy.shared_claim(caddy.route(role), other)
+                if clash:
+                    raise KamalpyError(f"{session.host}: {clash} of {role.name} is already routed to "
+                                       f"{other.get('@id')} by another app on {caddy.CONTAINER}; give one of "
+                                       "them another host or path prefix")
+
     def deploy(self, session: Session, role: Role, container: str, container_id: str | None = None) -> None:
         if container_id is not None and not container_id.strip() and not session.executor.dry_run:
             raise BootError(f"Failed to get endpoint for {role.name} on {session.host}, did the container boot?")

@@ -78,6 +78,7 @@ def boot(commander: Commander, version: str | None = None,
     output.say(f"Start container with version {config.version} (or reboot if already running)...")
     with commander.lock.hold():
         hosts = commander.specifics.app_hosts
+        _preflight(commander, hosts)
         _prepare(commander, hosts)
         roles = [role for host in hosts for role in commander.specifics.roles_on(host)]
         primary = config.primary_role_name
@@ -132,7 +133,15 @@ def _boot_group(commander: Commander, hosts: list[str], barrier: Barrier | None)
     commander.on(hosts, per_host)
 
 
-# ----- before booting: error pages, custom certificates, assets -----
+# ----- before booting: the proxy's checks, error pages, custom certificates, assets -----
+
+def _preflight(commander: Commander, hosts: list[str]) -> None:
+    driver = commander.proxy
+    if not driver.preflight_needed:
+        return
+    proxied = [h for h in hosts if any(r.running_proxy for r in commander.specifics.roles_on(h))]
+    commander.on(proxied, driver.preflight)
+
 
 def _prepare(commander: Commander, hosts: list[str]) -> None:
     config = commander.config

@@ -37,6 +37,14 @@ class ProxyDriver:
     def config(self) -> Configuration:
         return self.commander.config
 
+    #: Whether :meth:`preflight` has work to do (it costs a round trip on each proxied host of a boot).
+    preflight_needed: ClassVar[bool] = False
+
+    def preflight(self, session: Session) -> None:
+        """Read-only checks on one host before a boot starts any app container there (e.g. that no other
+        app on this proxy already routes one of our hosts and paths). Raise to stop before anything changes.
+        """
+
     # ----- the proxy container on one server -----
 
     def boot(self, session: Session, before: Sequence[Step] = ()) -> None:

@@ -483,3 +483,28 @@ def test_wait_for_certificates_loop_and_certificate_error() -> None:
     assert caddy.certificate_error(logs, "c.test") is None
 
 
+
+
+def test_shared_claims_of_two_routes() -> None:
+    config = make("  host: a.test\n  path_prefix: /api\n")
+    ours = caddy.route(role(config))
+    assert caddy.shared_claim(ours, {"@id": "x", "match": [{"host": ["a.test", "b.test"], "path": ["/api", "/api/*"]}]}) \
+        == "a.test/api"
+    assert caddy.shared_claim(ours, {"@id": "x", "match": [{"host": ["a.test"], "path": ["/web", "/web/*"]}]}) is None
+    assert caddy.shared_claim(ours, {"@id": "x", "match": [{"host": ["a.test"]}]}) is None  # "/" vs "/api"
+    assert caddy.shared_claim(ours, caddy.FALLBACK_ROUTE) is None
+    hostless = caddy.route(role(make()))
+    assert caddy.shared_claim(hostless, {"@id": "x", "handle": []}) == "(every host)"
+
+
+def test_preflight_refuses_a_host_and_path_another_app_routes(driver) -> None:
+    drv, web = driver
+    drv.commander.specifics = SimpleNamespace(roles_on=lambda host: [web])
+    theirs = {"@id": "other-web", "match": [{"host": ["a.test"]}], "handle": []}
+    session = FakeSession([("-X GET", 0, routes_answer(theirs, caddy.FALLBACK_ROUTE))])
+    with pytest.raises(KamalpyError, match=r"^1\.1\.1\.1: a\.test of web is already routed to other-web by another "
+                                           r"app on kamalpy-caddy"):
+        drv.preflight(session)
+    assert all("-X GET" in line for line in session.ran)  # nothing but reads
+    ours = caddy.route(web)  # our own route (an earlier deploy) is no clash
+    drv.preflight(FakeSession([("-X GET", 0, routes_answer(ours, caddy.FALLBACK_ROUTE))]))

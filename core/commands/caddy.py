@@ -374,6 +374,24 @@ def plan_route(routes: Sequence[Mapping[str, Any]], new: Mapping[str, Any],
     return ("PATCH", routes_path(server=server), sorted(replaced, key=order_key))
 
 
+def claims(route: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """The (host, path prefix) pairs a route takes: ``""`` for every host, ``/`` for every path."""
+    if str(route.get("@id", "")).startswith(FALLBACK_ROUTE["@id"]):
+        return set()
+    match = (route.get("match") or [{}])[0]
+    paths = {_normal_prefix(p.removesuffix("/*")) for p in match.get("path") or ["/"]}
+    return {(host, path) for host in match.get("host") or [""] for path in paths}
+
+
+def shared_claim(ours: Mapping[str, Any], other: Mapping[str, Any]) -> str | None:
+    """``host/path`` that both routes claim (the first, sorted), or None."""
+    shared = sorted(claims(ours) & claims(other))
+    if not shared:
+        return None
+    host, path = shared[0]
+    return f"{host or '(every host)'}{'' if path == '/' else path}"
+
+
 def parse_routes(body: str) -> list[dict[str, Any]]:
     """The routes of a ``GET`` of :data:`ROUTES_PATH` (``null`` when none)."""
     found = json.loads(body) if body.strip() else None
