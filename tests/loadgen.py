@@ -25,6 +25,7 @@ Or in one call, bounded: ``run_load(url, requests=2000)`` returns a :class:`Load
 from __future__ import annotations
 
 import http.client
+import ssl
 import threading
 import time
 import urllib.parse
@@ -46,6 +47,7 @@ class LoadResult:
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)  # seconds per request, sorted
     tail: list[str] = field(default_factory=list)  # the versions of the last good answers, oldest first
+    retried: int = 0  # requests sent again on a new connection after a reused one was closed (retry_stale)
 
     @property
     def failed(self) -> int:
@@ -64,7 +66,7 @@ class LoadResult:
         return (f"{self.requests} requests in {self.seconds:.1f}s ({dict(self.by_kind)}), {self.failed} failed "
                 f"{dict(self.failures)}, versions {dict(self.versions)}, latency ms p50 "
                 f"{self.percentile(0.5) * 1000:.0f} p99 {self.percentile(0.99) * 1000:.0f} "
-                f"max {self.percentile(1.0) * 1000:.0f}")
+                f"max {self.percentile(1.0) * 1000:.0f}" + (f", {self.retried} retried" if self.retried else ""))
 
 
 class Load:
@@ -79,11 +81,15 @@ class Load:
 
     def __init__(self, url: str, *, host: str | None = None, new_connection_threads: int = 2,
                  keepalive_threads: int = 1, max_requests: int = 100_000, max_seconds: float = 300,
-                 timeout: float = 10) -> None:
+                 timeout: float = 10, tls: ssl.SSLContext | None = None, retry_stale: bool = False) -> None:
         parsed = urllib.parse.urlsplit(url)
-        if parsed.scheme != "http" or not parsed.hostname:
-            raise ValueError(f"an http:// URL is needed, not {url!r}")
-        self.address, self.port = parsed.hostname, parsed.port or 80
+        if parsed.scheme not in ("http", "https") or not parsed.hostname or (parsed.scheme == "https") != bool(tls):
+            raise ValueError(f"an http:// URL, or an https:// one with a TLS context, is needed, not {url!r}")
+        self.address, self.port = parsed.hostname, parsed.port or (443 if tls else 80)
+        self.tls = tls
+        # As browsers and curl do: a GET on a reused keep-alive connection that the server closed before
+        # answering (e.g. when a proxy reloads its config) is sent once more on a new connection.
+        self.retry_stale = retry_stale
         self.path = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
         self.headers = {"Host": host} if host else {}
         self.kinds = [NEW] * new_connection_threads + [KEEPALIVE] * keepalive_threads
@@ -171,29 +177,37 @@ class Load:
         if kind == NEW:
             headers["Connection"] = "close"
         while self._take():
-            if conn is None:
-                conn = http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
             started = time.perf_counter()
             failure = version = None
-            try:
-                conn.request("GET", self.path, headers=headers)
-                response = conn.getresponse()
-                body = response.read().decode(errors="replace").strip()
-                if 200 <= response.status < 300:
-                    version = body
-                else:
-                    failure = f"HTTP {response.status}"
-                if kind == NEW or response.will_close:
+            retried = False
+            for attempt in (1, 2):
+                reused = conn is not None
+                if conn is None:
+                    conn = self._connect(headers)
+                try:
+                    conn.request("GET", self.path, headers=headers)
+                    response = conn.getresponse()
+                    body = response.read().decode(errors="replace").strip()
+                    failure = None if 200 <= response.status < 300 else f"HTTP {response.status}"
+                    version = body if failure is None else None
+                    if kind == NEW or response.will_close:
+                        conn.close()
+                        conn = None
+                except (OSError, http.client.HTTPException) as error:
+                    failure = type(error).__name__
                     conn.close()
                     conn = None
-            except (OSError, http.client.HTTPException) as error:
-                failure = type(error).__name__
-                conn.close()
-                conn = None
+                    if (self.retry_stale and reused and attempt == 1
+                            and isinstance(error, (http.client.RemoteDisconnected, ConnectionResetError,
+                                                   BrokenPipeError))):
+                        retried = True
+                        continue
+                break
             elapsed = time.perf_counter() - started
             with self._lock:
                 result = self._partial
                 result.by_kind[kind] += 1
+                result.retried += retried
                 result.latencies.append(elapsed)
                 if failure is not None:
                     result.failures[f"{kind}: {failure}"] += 1
@@ -204,6 +218,24 @@ class Load:
                         del result.tail[:-self.TAIL]
         if conn is not None:
             conn.close()
+
+    def _connect(self, headers: dict[str, str]) -> http.client.HTTPConnection:
+        if self.tls:
+            return HTTPSConnection(self.address, self.port, headers.get("Host"), self.tls, self.timeout)
+        return http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
+
+
+class HTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to an address with another name for SNI and the certificate check (the ``Host`` routed by)."""
+
+    def __init__(self, address: str, port: int, server_name: str | None, context: ssl.SSLContext,
+                 timeout: float) -> None:
+        super().__init__(address, port, timeout=timeout, context=context)
+        self.server_name = server_name or address
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.server_name)
 
 
 def run_load(url: str, requests: int, **options: object) -> LoadResult:

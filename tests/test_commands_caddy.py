@@ -471,7 +471,7 @@ def test_tls_app_keeps_other_services_entries_and_replaces_ours() -> None:
 def test_wait_for_certificates_loop_and_certificate_error() -> None:
     config = make("  hosts: [a.test, b.test]\n  ssl: true\n")
     line = join(caddy.wait_for_certificates(config, role(config), deadline=7))
-    assert "for h in 'a.test' 'b.test'; do until curl --silent --insecure --max-time 2 -o /dev/null " in line
+    assert "for h in 'a.test' 'b.test'; do until t=$(curl --silent --insecure --max-time 2 -o /dev/null " in line
     assert '--resolve "$h:443:$ip" "https://$h/"' in line and "+7))" in line and "kamalpy-caddy)" in line
     logs = "\n".join([
         '{"level":"info","logger":"tls.obtain","msg":"acquiring lock","identifier":"a.test"}',

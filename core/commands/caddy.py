@@ -603,16 +603,20 @@ def tls_app(current: Mapping[str, Any] | None, role: Role, *, policy: Mapping[st
 
 
 def wait_for_certificates(config: Configuration, role: Role, deadline: int | None = None) -> Command:
-    """Until Caddy completes a TLS handshake for each of the role's hosts (it holds a certificate), else
+    """Until Caddy completes a TLS handshake for each of the role's hosts (it holds a certificate: Caddy has
+    none to offer before), else
     exit 1 printing the host that has none. Asked at the proxy's address on the ``kamal`` network, port 443.
     """
     seconds = deadline if deadline is not None else config.deploy_timeout
     address = docker("inspect", "--format", shell_quote_single(
         f'{{{{with index .NetworkSettings.Networks "{NETWORK}"}}}}{{{{.IPAddress}}}}{{{{end}}}}'), CONTAINER)
     hosts = " ".join(shell_quote_single(h) for h in (role.proxy.hosts if role.proxy else []))
+    # curl's time_appconnect is 0.000000 until a TLS handshake completes; the request itself may hang (on a
+    # first deploy no container holds the alias yet), so only the handshake counts.
     return [f"ip=$({join(address)}) && [ -n \"$ip\" ] || exit 1; end=$(($(date +%s)+{seconds})); "
-            f"for h in {hosts}; do until curl --silent --insecure --max-time 2 -o /dev/null "
-            f'--resolve "$h:{DEFAULT_HTTPS_PORT}:$ip" "https://$h/"; do '
+            f"for h in {hosts}; do until t=$(curl --silent --insecure --max-time 2 -o /dev/null "
+            f"-w '%{{time_appconnect}}' --resolve \"$h:{DEFAULT_HTTPS_PORT}:$ip\" \"https://$h/\"); "
+            f'case "$t" in ""|0.000000) false;; esac; do '
             f'[ "$(date +%s)" -lt "$end" ] || {{ echo "$h"; exit 1; }}; sleep {CERTIFICATE_WAIT_INTERVAL}; done; done']
 
 
