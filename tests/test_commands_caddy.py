@@ -488,8 +488,8 @@ def test_wait_for_certificates_loop_and_certificate_error() -> None:
 def test_shared_claims_of_two_routes() -> None:
     config = make("  host: a.test\n  path_prefix: /api\n")
     ours = caddy.route(role(config))
-    assert caddy.shared_claim(ours, {"@id": "x", "match": [{"host": ["a.test", "b.test"], "path": ["/api", "/api/*"]}]}) \
-        == "a.test/api"
+    both = {"@id": "x", "match": [{"host": ["a.test", "b.test"], "path": ["/api", "/api/*"]}]}
+    assert caddy.shared_claim(ours, both) == "a.test/api"
     assert caddy.shared_claim(ours, {"@id": "x", "match": [{"host": ["a.test"], "path": ["/web", "/web/*"]}]}) is None
     assert caddy.shared_claim(ours, {"@id": "x", "match": [{"host": ["a.test"]}]}) is None  # "/" vs "/api"
     assert caddy.shared_claim(ours, caddy.FALLBACK_ROUTE) is None

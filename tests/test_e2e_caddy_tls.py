@@ -14,10 +14,8 @@ import http.client
 import shutil
 import socket
 import ssl
-import subprocess
 
 import pytest
-import yaml
 from loadgen import HTTPSConnection, Load
 from pebble import Pebble
 from test_e2e_deploy_caddy import HTTP_PORT, HTTPS_PORT, REQUESTS_PER_SERVER, Project, assert_no_failure
@@ -48,12 +46,6 @@ class TlsProject(Project):
     def role(self, host: str) -> str:
         return f"web{self.hosts.index(host) + 1}"
 
-    def write(self) -> None:
-        (self.root / "config" / "deploy.yml").write_text(yaml.safe_dump(self.config, sort_keys=False))
-        git = ["git", "-C", str(self.root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
-        subprocess.run([*git, "add", "-A"], check=True)
-        subprocess.run([*git, "commit", "-qm", "tls"], check=True)
-
     def https(self, host: str, name: str | None = None) -> tuple[int, str, dict]:
         """``(status, body, peer certificate)`` of ``GET /version`` over HTTPS, verified against pebble's root."""
         conn = HTTPSConnection(host, HTTPS_PORT, name or self.names[host], self.pebble.client_context(), 10)
@@ -64,10 +56,10 @@ class TlsProject(Project):
         finally:
             conn.close()
 
-    def loads(self) -> list[Load]:
+    def loads(self, retry_stale: bool = False) -> list[Load]:
         context = self.pebble.client_context()
         return [Load(f"https://{host}:{HTTPS_PORT}/version", host=self.names[host], tls=context,
-                     max_requests=200_000, max_seconds=240).start() for host in self.hosts]
+                     max_requests=200_000, max_seconds=240, retry_stale=retry_stale).start() for host in self.hosts]
 
     def serving(self) -> set[str]:
         return {self.https(host)[1] for host in self.hosts}

@@ -41,12 +41,17 @@ class Project:
                               "http_port": HTTP_PORT, "https_port": HTTPS_PORT},
                       "caddy": {"admin_port": ADMIN_PORT}}}  # the health probe: curl on the server
         (root / "config").mkdir(parents=True)
-        (root / "config" / "deploy.yml").write_text(yaml.safe_dump(self.config, sort_keys=False))
         (root / ".kamal").mkdir()
         (root / ".kamal" / "secrets").write_text("DB_PASSWORD=zero-downtime\n")
-        git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
-        for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
-            subprocess.run([*git, *args], check=True)
+        subprocess.run(["git", "-C", str(root), "init", "-q"], check=True)
+        self.write()
+
+    def write(self) -> None:
+        """``config/deploy.yml`` from :attr:`config`, committed."""
+        (self.root / "config" / "deploy.yml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+        git = ["git", "-C", str(self.root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-qm", "config", "--allow-empty"], check=True)
 
     def run(self, *args: str) -> Result:
         result = run_kamalpy(*args, cwd=self.root, env={"KAMAL_LOCK": "false"})
@@ -58,9 +63,10 @@ class Project:
         assert result.code == 0, result.err[-3000:]
         return result
 
-    def loads(self) -> list[Load]:
+    def loads(self, retry_stale: bool = False) -> list[Load]:
+        """A load through each server's proxy; ``retry_stale``: see :class:`loadgen.Load`."""
         return [Load(f"http://{host}:{HTTP_PORT}/version", host=self.domain, max_requests=200_000,
-                     max_seconds=240).start() for host in self.hosts]
+                     max_seconds=240, retry_stale=retry_stale).start() for host in self.hosts]
 
     def under_load(self, *args: str) -> tuple[Result, list]:
         """Run a kamalpy command while every server's proxy is under load; the loads' results."""
