@@ -31,7 +31,7 @@ from kamalpy.commands import server as server_commands
 from kamalpy.commands.base import log_lines
 from kamalpy.commands.layout import DRY_RUN_CONTAINER_ID
 from kamalpy.errors import KamalpyError
-from kamalpy.execution import LOCAL, Step
+from kamalpy.execution import LOCAL, Step, WriteFile
 from kamalpy.plugin import hookimpl
 from kamalpy.transport import CommandFailed
 
@@ -480,6 +480,8 @@ def execute(commander: Commander, cmd: Sequence[str], *, interactive: bool = Fal
         say(f"Launching command with version {version} from {'existing' if reuse else 'new'} container...")
 
         def per_host(session: Session) -> None:
+            if not reuse:
+                _write_env_files(session, commander.specifics.roles_on(session.host))
             login = None if reuse else commander.registry_login_step(session.host)
             steps: list[Step] = [login] if login else []
             outputs = []  # the steps whose output is printed
@@ -498,6 +500,18 @@ def execute(commander: Commander, cmd: Sequence[str], *, interactive: bool = Fal
 
         commander.on(_app_hosts(commander), per_host)
         return 0
+
+
+def _write_env_files(session: Session, roles: Sequence[Role]) -> None:
+    """The roles' current env files, before a new container is run with them (``--env-file``).
+
+    Kamal writes them only in ``app boot``: a pre-deploy hook's ``app exec`` (migrations) then finds none on
+    a first deploy and the previous deploy's after a secret changed (kamal#1700, #1652). Written 0600 from
+    stdin, as ``app boot`` does; one round trip per role (one stdin per round trip).
+    """
+    for role in roles:
+        session.script([app_commands.make_env_directory(role),
+                        WriteFile(app_commands.env_file_body(role, session.host).encode(), role.secrets_path, 0o600)])
 
 
 @app_group.command("exec", context_settings={"ignore_unknown_options": True})

@@ -268,6 +268,13 @@ def _exec_audit(host: str, cmd: str, version: str, role: str | None = None) -> t
     return audit(host, f"Executed cmd '{cmd}' on app version {version}", role)
 
 
+def _env(host: str, role: str, size: int = 1) -> list[tuple[str, str]]:
+    """kamalpy writes the role's env file before a new container uses it (a deliberate difference: Kamal
+    leaves it to ``app boot``, so a first deploy's pre-deploy ``app exec`` finds none, kamal#1700)."""
+    return [(host, "/usr/bin/env mkdir -p .kamal/apps/app/env/roles"),
+            (host, f"upload\tupload .kamal/apps/app/env/roles/{role}.env mode 0600 ({size} bytes)")]
+
+
 def _new(host: str, role: str, rest: str, version: str = "999", run: str = "--rm") -> str:
     return (f"docker run {run} --name app-{role}-exec-{version}-<6hex> --network kamal --env-file "
             f".kamal/apps/app/env/roles/{role}.env {rest}")
@@ -277,14 +284,15 @@ def test_exec_in_new_containers(dry):
     # 7.2 #22: `--env foo="bar"` after the role's env file; the role's cmd is not used.
     rest = '--env foo="bar" --log-opt max-size="10m" dhh/app:999 bin/rails db:setup'
     assert dry("app", "exec", "--version", "999", "-e", "foo=bar", "bin/rails", "db:setup") == lines(
-        (H1, LOGIN), _exec_audit(H1, "bin/rails db:setup", "999"), (H1, _new(H1, "web", rest)),
+        *_env(H1, "web"), (H1, LOGIN), _exec_audit(H1, "bin/rails db:setup", "999"), (H1, _new(H1, "web", rest)),
+        *_env(H2, "web"), *_env(H2, "workers"),
         (H2, LOGIN), _exec_audit(H2, "bin/rails db:setup", "999"), (H2, _new(H2, "web", rest)),
         _exec_audit(H2, "bin/rails db:setup", "999"), (H2, _new(H2, "workers", rest)))
 
 
 def test_exec_without_version_uses_the_latest_tag(dry, kamalpy):
     assert dry("app", "exec", "-p", "ruby -v") == lines(
-        (H1, LOGIN), _exec_audit(H1, "ruby -v", "latest"),
+        *_env(H1, "web"), (H1, LOGIN), _exec_audit(H1, "ruby -v", "latest"),
         (H1, _new(H1, "web", '--log-opt max-size="10m" dhh/app:latest ruby -v', "latest")))
     said = kamalpy("--dry-run", "app", "exec", "-p", "ruby -v").err
     assert "Get most recent version available as an image..." in said
@@ -294,7 +302,7 @@ def test_exec_without_version_uses_the_latest_tag(dry, kamalpy):
 def test_exec_detached(dry):
     # 7.2 #22: --detach instead of --rm; an unknown option belongs to the command (Kamal's Thor does the same).
     assert dry("app", "exec", "--version", "999", "-p", "--detach", "bin/rails", "db:setup", "-x") == lines(
-        (H1, LOGIN), _exec_audit(H1, "bin/rails db:setup -x", "999"),
+        *_env(H1, "web"), (H1, LOGIN), _exec_audit(H1, "bin/rails db:setup -x", "999"),
         (H1, _new(H1, "web", '--log-opt max-size="10m" dhh/app:999 bin/rails db:setup -x', run="--detach")))
 
 

@@ -1,4 +1,4 @@
-"""Built-in plugin: ``kamalpy sandbox up [N] | down | status``, disposable test servers on this machine.
+"""Built-in plugin: ``kamalpy sandbox up [N] | down | status | image NAME``, disposable test servers on this machine.
 
 Each server is a network namespace with its own sshd and dockerd, on a private bridge, next to an
 image registry; see docs/sandbox.md. Linux and root only. The logic lives in the modules beside this
@@ -63,6 +63,18 @@ def status_command(as_json: bool) -> None:
     click.echo(json.dumps(state, indent=2) if as_json else report.status_text(state), nl=as_json)
     if not state["ok"]:
         raise click.exceptions.Exit(1)
+
+
+@sandbox_group.command("image", lifecycle=False)
+@click.argument("names", nargs=-1, type=click.Choice(["postgres", "python", "redis"]), required=True)
+def image_command(names: tuple[str, ...]) -> None:
+    """Make an extra image from Debian's packages and push it to the registry (once); print its tag."""
+    from kamalpy.builtin_plugins.sandbox.handle import Sandbox
+    from kamalpy.builtin_plugins.sandbox.state import Spec
+
+    sandbox = Sandbox.load(Spec.from_env())
+    for name in names:
+        click.echo(sandbox.redis_image() if name == "redis" else sandbox.example_image(name))
 
 
 @hookimpl

@@ -124,6 +124,21 @@ class Sandbox:
             sandbox_images.build_and_push_redis(client_env(self.spec), tag)
         return tag
 
+    def example_image(self, name: str) -> str:
+        """The example stack's ``postgres`` or ``python`` image in the sandbox registry, made from Debian's
+        packages and pushed when missing. Returns its tag."""
+        from kamalpy.builtin_plugins.sandbox import images as sandbox_images
+
+        tag = (sandbox_images.postgres_image if name == "postgres" else sandbox_images.python_image)(self.spec)
+        if not self._pushed(tag):
+            needed = sandbox_images.POSTGRES_BIN + "/postgres" if name == "postgres" else "/usr/bin/python3.11"
+            import os
+
+            if not os.path.exists(needed):
+                raise SandboxError(f"The {name} image needs {needed} from Debian's packages (run scripts/sandbox-deps)")
+            sandbox_images.build_and_push_example(client_env(self.spec), name, tag)
+        return tag
+
     def _pushed(self, tag: str) -> bool:
         """Whether the sandbox registry has ``tag``."""
         import base64

@@ -11,6 +11,9 @@
   be pulled;
 - ``redis``: Debian's redis-server and redis-cli and the libraries ``ldd`` lists, by ``docker import``: a
   real accessory image (``redis-server --protected-mode no``, working directory ``/data``);
+- ``postgres`` and ``python``: Debian's PostgreSQL 15 server and Python 3 with psycopg2, each with the
+  libraries ``ldd`` lists and busybox, by ``docker import``: the images of the example stack
+  (examples/stack): a database accessory, and the base its web app and worker are built from;
 - ``basecamp/kamal-proxy:v0.9.2``: a kamal-proxy STAND-IN built FROM busybox (the real image cannot be
   pulled here): labelled like kamal-proxy, its ``kamal-proxy`` executable records every call (one line of
   arguments each) in ``calls.log`` of the config volume and succeeds; ``kamal-proxy run`` keeps running.
@@ -117,8 +120,9 @@ class _Rootfs:
     def __init__(self, fileobj: io.BufferedIOBase) -> None:
         self.tar = tarfile.open(fileobj=fileobj, mode="w|")
         self.dirs: set[str] = set()
+        self.files: set[str] = set()
 
-    def dir(self, path: str, mode: int = 0o755) -> None:
+    def dir(self, path: str, mode: int = 0o755, owner: int = 0) -> None:
         path = path.strip("/")
         parent = os.path.dirname(path)
         if parent and parent not in self.dirs:
@@ -127,7 +131,7 @@ class _Rootfs:
             return
         self.dirs.add(path)
         info = tarfile.TarInfo(path)
-        info.type, info.mode = tarfile.DIRTYPE, mode
+        info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, mode, owner, owner
         self.tar.addfile(info)
 
     def file(self, path: str, data: bytes, mode: int = 0o644) -> None:
@@ -137,9 +141,12 @@ class _Rootfs:
         self.tar.addfile(info, io.BytesIO(data))
 
     def copy(self, host_path: str, path: str | None = None) -> None:
-        """A host file (symlinks followed) at ``path`` (default: the same path)."""
+        """A host file (symlinks followed) at ``path`` (default: the same path); each path once."""
         real = os.path.realpath(host_path)
         target = (path or host_path).strip("/")
+        if target in self.files:
+            return
+        self.files.add(target)
         self.dir(os.path.dirname(target))
         info = self.tar.gettarinfo(real, arcname=target)
         with open(real, "rb") as f:
@@ -148,8 +155,21 @@ class _Rootfs:
     def binary(self, host_path: str, path: str | None = None) -> None:
         self.copy(host_path, path)
         for lib in _libraries(host_path):
-            if lib.strip("/") not in self.dirs:
-                self.copy(lib)
+            self.copy(lib)
+
+    def tree(self, host_dir: str, skip: tuple[str, ...] = ()) -> None:
+        """Every file under ``host_dir`` at the same path (names in ``skip`` left out); shared objects
+        with the libraries they need."""
+        for root, dirs, files in os.walk(host_dir):
+            dirs[:] = sorted(d for d in dirs if d not in skip)
+            self.dir(root)
+            for name in sorted(files):
+                if name in skip or name.endswith(".pyc"):
+                    continue
+                path = os.path.join(root, name)
+                if os.path.islink(path) and not os.path.exists(path):
+                    continue
+                (self.binary if ".so" in name else self.copy)(path)
 
     def symlink(self, path: str, target: str) -> None:
         self.dir(os.path.dirname(path.strip("/")))
@@ -157,13 +177,14 @@ class _Rootfs:
         info.type, info.linkname = tarfile.SYMTYPE, target
         self.tar.addfile(info)
 
-    def base(self) -> None:
+    def base(self, users: str = "", groups: str = "") -> None:
         for path in ("etc", "proc", "sys", "dev", "var", "usr/bin", "usr/sbin", "bin", "sbin"):
             self.dir(path)
         self.dir("tmp", 0o1777)
         self.dir("root", 0o700)
-        self.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
-        self.file("etc/group", b"root:x:0:\nnogroup:x:65534:\n")
+        self.file("etc/passwd", ("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+                                 + users).encode())
+        self.file("etc/group", ("root:x:0:\nnogroup:x:65534:\n" + groups).encode())
 
     def close(self) -> None:
         self.tar.close()
@@ -195,6 +216,15 @@ def _busybox(rootfs: _Rootfs) -> None:
         if applet.strip("/") != "bin/busybox":
             rootfs.symlink(applet, "/bin/busybox")
     rootfs.dir("var/www")
+
+
+def _busybox_applets(rootfs: _Rootfs) -> None:
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    rootfs.binary(busybox, "/bin/busybox")
+    for applet in system.run([busybox, "--list-full"]).stdout.split():
+        if applet.strip("/") not in rootfs.files:
+            rootfs.files.add(applet.strip("/"))
+            rootfs.symlink(applet, "/bin/busybox")
 
 
 def _caddy(rootfs: _Rootfs) -> None:
@@ -232,6 +262,81 @@ def build_and_push_redis(env: dict[str, str], tag: str) -> None:
     """Make the redis accessory image and push it: also for a sandbox made before it existed."""
     _import(env, tag, ["EXPOSE 6379", "WORKDIR /data", 'CMD ["redis-server", "--protected-mode", "no"]'], _redis)
     system.run(["docker", "push", "-q", tag], env=env, timeout=300)
+
+
+# ----- the example stack's images (examples/stack): PostgreSQL and Python from Debian's packages -----
+
+POSTGRES_BIN = "/usr/lib/postgresql/15/bin"
+POSTGRES_UID = 999
+# The entrypoint: a new data directory gets a cluster (password from POSTGRES_PASSWORD, local connections
+# trusted, others by scram-sha-256) and POSTGRES_DB; then the server runs in the foreground.
+POSTGRES_ENTRYPOINT = """#!/bin/sh
+set -e
+PGDATA=${PGDATA:-/var/lib/postgresql/data}
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  umask 077
+  printf '%s\\n' "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}" > /tmp/pwfile
+  initdb -D "$PGDATA" -U "${POSTGRES_USER:-postgres}" --pwfile=/tmp/pwfile --auth-local=trust \\
+    --auth-host=scram-sha-256 --locale=C --encoding=UTF8 >/dev/null
+  rm -f /tmp/pwfile
+  echo "host all all 0.0.0.0/0 scram-sha-256" >> "$PGDATA/pg_hba.conf"
+  if [ -n "$POSTGRES_DB" ] && [ "$POSTGRES_DB" != postgres ]; then
+    echo "CREATE DATABASE \\"$POSTGRES_DB\\";" | postgres --single -D "$PGDATA" postgres >/dev/null
+  fi
+fi
+exec postgres -D "$PGDATA" -c listen_addresses='*'
+"""
+
+
+def postgres_image(spec: Spec) -> str:
+    proc = system.run([f"{POSTGRES_BIN}/postgres", "--version"], check=False) \
+        if os.path.exists(f"{POSTGRES_BIN}/postgres") else None
+    match = re.search(r"\) (\d+)\.", proc.stdout) if proc else None  # the major version: a stable tag
+    return f"{spec.registry}/postgres:{match.group(1) if match else 'latest'}"
+
+
+def python_image(spec: Spec) -> str:
+    proc = system.run(["/usr/bin/python3", "--version"], check=False) if os.path.exists("/usr/bin/python3") else None
+    match = re.search(r"(\d+\.\d+)\.\d+", proc.stdout) if proc else None  # major.minor: a stable tag
+    return f"{spec.registry}/python:{match.group(1) if match else 'latest'}"
+
+
+def _postgres(rootfs: _Rootfs) -> None:
+    rootfs.base(users=f"postgres:x:{POSTGRES_UID}:{POSTGRES_UID}:PostgreSQL:/var/lib/postgresql:/bin/sh\n",
+                groups=f"postgres:x:{POSTGRES_UID}:\n")
+    _busybox_applets(rootfs)
+    for name in ("postgres", "initdb", "pg_ctl", "psql", "pg_isready", "pg_dump"):
+        rootfs.binary(f"{POSTGRES_BIN}/{name}")
+    rootfs.tree("/usr/lib/postgresql/15/lib", skip=("bitcode", "llvmjit.so", "llvmjit_types.bc"))
+    rootfs.tree("/usr/share/postgresql/15", skip=("man",))
+    for zone in ("UTC", "Etc/UTC"):
+        if os.path.exists(f"/usr/share/zoneinfo/{zone}"):
+            rootfs.copy(f"/usr/share/zoneinfo/{zone}")
+    rootfs.dir("var/lib/postgresql", 0o755, POSTGRES_UID)
+    rootfs.dir("var/lib/postgresql/data", 0o700, POSTGRES_UID)
+    rootfs.dir("var/run/postgresql", 0o2775, POSTGRES_UID)
+    rootfs.file("usr/local/bin/docker-entrypoint.sh", POSTGRES_ENTRYPOINT.encode(), 0o755)
+
+
+def _python(rootfs: _Rootfs) -> None:
+    rootfs.base()
+    _busybox_applets(rootfs)
+    rootfs.binary("/usr/bin/python3.11")
+    rootfs.symlink("/usr/bin/python3", "python3.11")
+    rootfs.tree("/usr/lib/python3.11", skip=("test", "tests", "idlelib", "tkinter", "turtledemo", "ensurepip",
+                                             "lib2to3", "__pycache__", "config-3.11-x86_64-linux-gnu"))
+    rootfs.tree("/usr/lib/python3/dist-packages/psycopg2", skip=("__pycache__",))
+    rootfs.dir("app")
+
+
+def build_and_push_example(env: dict[str, str], name: str, tag: str) -> None:
+    """Make the example stack's ``postgres`` or ``python`` image and push it."""
+    if name == "postgres":
+        _import(env, tag, ["EXPOSE 5432", "USER postgres", f"ENV PATH={POSTGRES_BIN}:/bin:/usr/bin",
+                           "ENV TZ=UTC", 'CMD ["/usr/local/bin/docker-entrypoint.sh"]'], _postgres)
+    else:
+        _import(env, tag, ["ENV PATH=/usr/bin:/bin", "ENV PYTHONUNBUFFERED=1", "WORKDIR /app"], _python)
+    system.run(["docker", "push", "-q", tag], env=env, timeout=600)
 
 
 def _import_registry(env: dict[str, str], tag: str) -> None:
