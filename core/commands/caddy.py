@@ -581,25 +581,23 @@ def tls_app(current: Mapping[str, Any] | None, role: Role, *, policy: Mapping[st
     """
     app = json.loads(json.dumps(current or {}))
     owner = route_id(role)
-    automation = app.setdefault("automation", {})
-    policies = [p for p in automation.get("policies") or [] if p.get("@id") != owner + ACME_POLICY_SUFFIX]
-    if policy is not None:
-        policies.append(dict(policy))
-    automation["policies"] = policies
-    if not policies:
-        automation.pop("policies")
-    if not automation:
-        app.pop("automation")
-    certificates = app.setdefault("certificates", {})
-    loaded = [f for f in certificates.get("load_files") or [] if owner not in (f.get("tags") or [])]
-    if certificate is not None:
-        loaded.append(dict(certificate))
-    certificates["load_files"] = loaded
-    if not loaded:
-        certificates.pop("load_files")
-    if not certificates:
-        app.pop("certificates")
+    _replace_entry(app, "automation", "policies", policy,
+                   lambda entry: entry.get("@id") == owner + ACME_POLICY_SUFFIX)
+    _replace_entry(app, "certificates", "load_files", certificate,
+                   lambda entry: owner in (entry.get("tags") or []))
     return app
+
+
+def _replace_entry(app: dict[str, Any], section: str, key: str, new: Mapping[str, Any] | None,
+                   ours: Any) -> None:
+    """``app[section][key]`` without the entries ``ours`` picks, plus ``new``; empty lists and sections go."""
+    part = app.setdefault(section, {})
+    entries = [e for e in part.get(key) or [] if not ours(e)] + ([dict(new)] if new is not None else [])
+    part[key] = entries
+    if not entries:
+        part.pop(key)
+    if not part:
+        app.pop(section)
 
 
 def wait_for_certificates(config: Configuration, role: Role, deadline: int | None = None) -> Command:
