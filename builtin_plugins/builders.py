@@ -14,9 +14,8 @@ import os
 import tarfile
 from typing import TYPE_CHECKING, Any
 
-from kamalpy.builders import BuilderStrategy, BuildRequest
+from kamalpy.builders import BuilderStrategy, BuildRequest, docker_ignored
 from kamalpy.commands import builder as commands
-from kamalpy.commands import registry as registry_commands
 from kamalpy.errors import KamalpyError
 from kamalpy.execution import Executor, Session
 from kamalpy.plugin import hookimpl
@@ -72,11 +71,12 @@ class RemoteStrategy(BuilderStrategy):
         executor = _builder_executor(self.commander, remote)
         builder = Session(executor, remote.host)
         try:
-            login = registry_commands.login(config)
+            login = self.commander.registry.login_step()
             try:
-                builder.execute(login.command, stdin=login.stdin)
+                if login is not None:
+                    builder.execute(login.command, stdin=login.stdin)
             except CommandFailed as error:
-                raise registry_commands.login_failed(config.registry, error) from error
+                raise self.commander.registry.login_failed(error) from error
             files = context_files(config.builder.context, commands.dockerfile_in_context(config))
             if executor.dry_run:
                 executor.output.dry_run(remote.host, commands.context_upload_line(len(files)))
@@ -110,8 +110,6 @@ def context_files(context: str, dockerfile: str) -> list[str]:
     the docker CLI, nothing else is left out (not even ``.git``). The Dockerfile and ``.dockerignore``
     always go: the daemon reads them, and drops them itself when ``.dockerignore`` lists them.
     """
-    from kamalpy.builtin_plugins.build_commands import docker_ignored
-
     patterns = _dockerignore_patterns(context)
     found = []
     for directory, dirs, names in os.walk(context):

@@ -12,6 +12,7 @@ builder secrets in the build's environment. A strategy does the rest on the depl
 
 from __future__ import annotations
 
+import fnmatch
 import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -164,6 +165,9 @@ def needs_local_arch(config: Configuration) -> bool:
 
 def select(commander: Commander) -> BuilderStrategy:
     """The strategy for this configuration, from the plugins that offer one."""
+    chosen = getattr(commander, "_builder_strategy", None)
+    if chosen is not None:  # a flow resolved it before anything ran
+        return chosen
     config = commander.config
     local_arch = local_docker_arch() if needs_local_arch(config) else None
     wanted = strategy_name(config, local_arch)
@@ -171,4 +175,18 @@ def select(commander: Commander) -> BuilderStrategy:
     if wanted not in strategies:
         available = ", ".join(sorted(strategies)) or "none"
         raise KamalpyError(f"builder/{STRATEGY_KEY}: unknown builder strategy {wanted!r} (available: {available})")
-    return strategies[wanted](commander, local_arch)
+    strategy = strategies[wanted](commander, local_arch)
+    commander._builder_strategy = strategy  # type: ignore[attr-defined]
+    return strategy
+
+
+def docker_ignored(relative: str, patterns: list[str]) -> bool:
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip("/")
+        parts = relative.split("/")
+        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        if any(fnmatch.fnmatchcase(prefix, pattern) for prefix in prefixes):
+            ignored = not negate
+    return ignored
