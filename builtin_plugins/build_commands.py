@@ -148,7 +148,7 @@ def check_docker(commander: Commander, local: LocalSession, strategy: BuilderStr
         # A strategy with a plain build of its own (the remote one: over SSH) refuses and announces it itself.
         commander.output.warn(notice)
         return True
-    needs = commands.buildx_only_settings(commander.config, strategy.kind)
+    needs = strategy.buildx_only_settings()
     if needs:
         raise BuildError(f"{missing}: {', '.join(needs)} needs it (the plain `docker build` cannot do that)")
     if output not in PLAIN_OUTPUTS:

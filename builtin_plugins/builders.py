@@ -1,9 +1,10 @@
 """Built-in plugin: Kamal's five builder strategies (``local``, ``remote``, ``hybrid``, ``pack``, ``cloud``).
 
-Their commands are Kamal 2.11's (kamalpy.commands.builder). Without buildx (docs/builders.md) the local
-strategy builds with the plain ``docker build`` and ``docker push`` here, and the remote strategy (one arch,
-an ``ssh://`` remote) with the remote host's ``docker build``: kamalpy's own SSH connection carries the
-build context as a tar on the command's standard input, then that host logs in and pushes.
+Each class owns its commands, Kamal 2.11's (built from the shared pieces of kamalpy.commands.builder).
+Without buildx (docs/builders.md) the local strategy builds with the plain ``docker build`` and ``docker
+push`` here, and the remote strategy (one arch, an ``ssh://`` remote) with the remote host's ``docker
+build``: kamalpy's own SSH connection carries the build context as a tar on the command's standard
+input, then that host logs in and pushes.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
 import tarfile
 from typing import TYPE_CHECKING, Any
 
-from kamalpy.builders import BuilderStrategy, BuildRequest, docker_ignored
+from kamalpy.builders import BuilderStrategy, BuildRequest, builder_secrets, docker_ignored
 from kamalpy.commands import builder as commands
+from kamalpy.commands.base import Command, chain, combine, docker
 from kamalpy.errors import KamalpyError
 from kamalpy.execution import Executor, Session
 from kamalpy.plugin import hookimpl
@@ -28,8 +31,31 @@ if TYPE_CHECKING:  # pragma: no cover
 class LocalStrategy(BuilderStrategy):
     """buildx on this machine (``docker-container`` driver by default; ``docker`` uses the engine's builder)."""
 
-    name = kind = commands.LOCAL
+    name = commands.LOCAL
     plain_fallback = True
+    uses_dockerfile = True
+
+    @property
+    def builder_name(self) -> str | None:
+        config = self.config
+        if config.builder.docker_driver:
+            return None
+        return f"kamal-local{'-registry' if config.registry.local else ''}-{config.builder.driver}"
+
+    def create_command(self) -> Command | None:
+        if self.builder_name is None:
+            return None
+        return docker("buildx", "create", "--name", self.builder_name, f"--driver={self.config.builder.driver}",
+                      commands.driver_opts(self.config))
+
+    def remove_command(self) -> Command | None:
+        return docker("buildx", "rm", self.builder_name) if self.builder_name else None
+
+    def inspect_command(self) -> Command | None:
+        return docker("buildx", "inspect", self.builder_name) if self.builder_name else None
+
+    def info_command(self) -> Command | None:
+        return commands.info()
 
     def build_plain(self, session: Session, request: BuildRequest) -> None:
         config = self.config
@@ -47,8 +73,33 @@ class RemoteStrategy(BuilderStrategy):
     Without buildx here: the remote host's own ``docker build`` over SSH, for one arch (:meth:`plain_check`).
     """
 
-    name = kind = commands.REMOTE
+    name = commands.REMOTE
     plain_fallback = True
+    uses_dockerfile = True
+    login_locally = False  # the remote BuildKit pushes, so the local login is skipped (as Kamal)
+    buildx_only_keys = ("builder/remote",)
+
+    @property
+    def builder_name(self) -> str | None:
+        return f"kamal-remote-{commands.remote_suffix(self.config)}"
+
+    def create_command(self) -> Command | None:
+        name = str(self.builder_name)
+        return chain(commands.create_context(self.config, name),
+                     docker("buildx", "create", "--name", name, commands.driver_opts(self.config),
+                            commands.context_name(name)))
+
+    def remove_command(self) -> Command | None:
+        return commands.remove_with_context(str(self.builder_name))
+
+    def inspect_command(self) -> Command | None:
+        return commands.inspect_with_context(self.config, str(self.builder_name))
+
+    def info_command(self) -> Command | None:
+        return commands.info_with_context()
+
+    def build_env(self) -> dict[str, str]:
+        return dict(commands.REMOTE_BUILD_ENV)
 
     @property
     def remote(self) -> commands.RemoteBuilder:
@@ -154,20 +205,76 @@ def context_tar(context: str, files: list[str]) -> bytes:
 class HybridStrategy(BuilderStrategy):
     """One buildx builder with a local node for this machine's arch and a remote node for the others."""
 
-    name = kind = commands.HYBRID
+    name = commands.HYBRID
+    uses_dockerfile = True
+    login_locally = False
+    buildx_only_keys = ("builder/remote",)
+
+    @property
+    def builder_name(self) -> str | None:
+        return f"kamal-hybrid-{self.config.builder.driver}-{commands.remote_suffix(self.config)}"
+
+    def create_command(self) -> Command | None:
+        config, name, builder = self.config, str(self.builder_name), self.config.builder
+        return combine(
+            docker("buildx", "create", commands.platform(builder.local_arches(self.local_arch)), "--name", name,
+                   f"--driver={builder.driver}", commands.driver_opts(config)),
+            commands.create_context(config, name),
+            docker("buildx", "create", commands.platform(builder.remote_arches(self.local_arch)), "--append",
+                   "--name", name, commands.driver_opts(config), commands.context_name(name)))
+
+    def remove_command(self) -> Command | None:
+        return commands.remove_with_context(str(self.builder_name))
+
+    def inspect_command(self) -> Command | None:
+        return commands.inspect_with_context(self.config, str(self.builder_name))
+
+    def info_command(self) -> Command | None:
+        return commands.info_with_context()
+
+    def build_env(self) -> dict[str, str]:
+        return dict(commands.REMOTE_BUILD_ENV)
 
 
 class PackStrategy(BuilderStrategy):
     """Cloud Native Buildpacks through the ``pack`` CLI, then ``docker push``; needs no buildx."""
 
-    name = kind = commands.PACK
+    name = commands.PACK
     needs_buildx = False
+
+    def inspect_command(self) -> Command | None:
+        return commands.pack_inspect(self.config)
+
+    def info_command(self) -> Command | None:
+        return commands.pack_inspect(self.config)
+
+    def build_command(self, request: BuildRequest) -> Command:
+        return commands.pack_build(self.config, self.local_arch, output=request.output, no_cache=request.no_cache,
+                                   tag_as_dirty=request.dirty, secrets=builder_secrets(self.config))
 
 
 class CloudStrategy(BuilderStrategy):
     """Docker Build Cloud (``driver: cloud ORG/NAME``)."""
 
-    name = kind = commands.CLOUD
+    name = commands.CLOUD
+    uses_dockerfile = True
+    buildx_only_keys = ("builder/driver",)
+
+    @property
+    def builder_name(self) -> str | None:
+        return re.sub(r"[ /]", "-", self.config.builder.driver)
+
+    def create_command(self) -> Command | None:
+        return docker("buildx", "create", "--driver", self.config.builder.driver)
+
+    def remove_command(self) -> Command | None:
+        return docker("buildx", "rm", self.builder_name)
+
+    def inspect_command(self) -> Command | None:
+        return docker("buildx", "inspect", self.builder_name)
+
+    def info_command(self) -> Command | None:
+        return commands.info()
 
 
 @hookimpl
