@@ -67,27 +67,12 @@ class LocalStrategy(BuilderStrategy):
                 session.execute(commands.plain_push(tag))
 
 
-class RemoteStrategy(BuilderStrategy):
-    """buildx on another machine's Docker (``builder.remote``) for every arch.
+class _BuildsElsewhere(BuilderStrategy):
+    """A builder with a node on ``builder.remote`` (a Docker context): remote and hybrid."""
 
-    Without buildx here: the remote host's own ``docker build`` over SSH, for one arch (:meth:`plain_check`).
-    """
-
-    name = commands.REMOTE
-    plain_fallback = True
     uses_dockerfile = True
     login_locally = False  # the remote BuildKit pushes, so the local login is skipped (as Kamal)
     buildx_only_keys = ("builder/remote",)
-
-    @property
-    def builder_name(self) -> str | None:
-        return f"kamal-remote-{commands.remote_suffix(self.config)}"
-
-    def create_command(self) -> Command | None:
-        name = str(self.builder_name)
-        return chain(commands.create_context(self.config, name),
-                     docker("buildx", "create", "--name", name, commands.driver_opts(self.config),
-                            commands.context_name(name)))
 
     def remove_command(self) -> Command | None:
         return commands.remove_with_context(str(self.builder_name))
@@ -100,6 +85,27 @@ class RemoteStrategy(BuilderStrategy):
 
     def build_env(self) -> dict[str, str]:
         return dict(commands.REMOTE_BUILD_ENV)
+
+
+class RemoteStrategy(_BuildsElsewhere):
+    """buildx on another machine's Docker (``builder.remote``) for every arch.
+
+    Without buildx here: the remote host's own ``docker build`` over SSH, for one arch (:meth:`plain_check`).
+    """
+
+    name = commands.REMOTE
+    plain_fallback = True
+
+    @property
+    def builder_name(self) -> str | None:
+        return f"kamal-remote-{commands.remote_suffix(self.config)}"
+
+    def create_command(self) -> Command | None:
+        name = str(self.builder_name)
+        return chain(commands.create_context(self.config, name),
+                     docker("buildx", "create", "--name", name, commands.driver_opts(self.config),
+                            commands.context_name(name)))
+
 
     @property
     def remote(self) -> commands.RemoteBuilder:
@@ -202,13 +208,10 @@ def context_tar(context: str, files: list[str]) -> bytes:
     return buffer.getvalue()
 
 
-class HybridStrategy(BuilderStrategy):
+class HybridStrategy(_BuildsElsewhere):
     """One buildx builder with a local node for this machine's arch and a remote node for the others."""
 
     name = commands.HYBRID
-    uses_dockerfile = True
-    login_locally = False
-    buildx_only_keys = ("builder/remote",)
 
     @property
     def builder_name(self) -> str | None:
@@ -222,18 +225,6 @@ class HybridStrategy(BuilderStrategy):
             commands.create_context(config, name),
             docker("buildx", "create", commands.platform(builder.remote_arches(self.local_arch)), "--append",
                    "--name", name, commands.driver_opts(config), commands.context_name(name)))
-
-    def remove_command(self) -> Command | None:
-        return commands.remove_with_context(str(self.builder_name))
-
-    def inspect_command(self) -> Command | None:
-        return commands.inspect_with_context(self.config, str(self.builder_name))
-
-    def info_command(self) -> Command | None:
-        return commands.info_with_context()
-
-    def build_env(self) -> dict[str, str]:
-        return dict(commands.REMOTE_BUILD_ENV)
 
 
 class PackStrategy(BuilderStrategy):
