@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -336,7 +336,7 @@ def upgrade(commander: Commander, name: str, *, rolling: bool = False) -> None:
 def execute(commander: Commander, name: str, cmd: Sequence[str], *, interactive: bool = False, reuse: bool = False,
             raw: bool = False) -> int:
     """``accessory exec``'s modes; the exit status of an interactive hand-over, else 0."""
-    from kamalpy.builtin_plugins.app_commands import hand_over
+    from kamalpy.commander import hand_over
 
     if raw and interactive:
         raise KamalpyError("Raw is not compatible with interactive")
@@ -378,7 +378,7 @@ def execute(commander: Commander, name: str, cmd: Sequence[str], *, interactive:
 def logs(commander: Commander, name: str, *, since: str | None = None, lines: int | None = None,
          grep: str | None = None, grep_options: str | None = None, follow: bool = False,
          timestamps: bool = True) -> int:
-    from kamalpy.builtin_plugins.app_commands import hand_over
+    from kamalpy.commander import hand_over
 
     acc = accessory(commander, name)
     hosts = hosts_of(commander, acc)
@@ -527,3 +527,10 @@ _hidden("remove_service_directory", remove_service_directory, "Remove an accesso
 @hookimpl
 def kamalpy_register_commands(cli: click.Group) -> None:
     cli.add_command(accessory_group)
+
+
+@hookimpl
+def kamalpy_flow_steps() -> dict[str, Any]:
+    return {"accessory.boot_missing": lambda step: boot_missing(step.commander),
+            "accessory.remove_all": lambda step: remove_all(step.commander),
+            "accessory.details_all": lambda step: details_all(step.commander)}

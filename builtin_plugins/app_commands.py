@@ -14,24 +14,22 @@ not either); ``exec -i`` hands the terminal to the local ``ssh -t`` line Kamal b
 from __future__ import annotations
 
 import contextlib
-import signal
-import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from kamalpy.cli.base import current_run, group
 from kamalpy.cli.options import log_filter_options
+from kamalpy.commander import hand_over
 from kamalpy.commands import app as app_commands
 from kamalpy.commands import app_proxy
 from kamalpy.commands import server as server_commands
 from kamalpy.commands.base import log_lines
 from kamalpy.commands.layout import DRY_RUN_CONTAINER_ID
 from kamalpy.errors import KamalpyError
-from kamalpy.execution import LOCAL, Step, WriteFile
+from kamalpy.execution import Step, WriteFile
 from kamalpy.plugin import hookimpl
 from kamalpy.transport import CommandFailed
 
@@ -429,23 +427,6 @@ def _primary_role(commander: Commander) -> Role:
     return role
 
 
-def hand_over(commander: Commander, line: str) -> int:
-    """Run a local command line (``ssh -t ...``) on this terminal; its exit status. A dry run prints it."""
-    if commander.dry_run:
-        commander.output.dry_run(LOCAL, line)
-        return 0
-    commander.output.info(f"  INFO Running {line} locally")
-    commander.close()  # the pooled connections are not needed while the user works
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
-    try:
-        # Ctrl-C belongs to the remote command: ssh gets it (and decides), kamalpy waits.
-        return subprocess.call(["/bin/sh", "-c", line])
-    finally:
-        if in_main:
-            signal.signal(signal.SIGINT, previous)
-
-
 def execute(commander: Commander, cmd: Sequence[str], *, interactive: bool = False, reuse: bool = False,
             env: Mapping[str, str] | None = None, detach: bool = False) -> int:
     """``app exec``'s four modes; the exit status of an interactive hand-over, else 0."""
@@ -532,3 +513,12 @@ def app_exec(interactive: bool, reuse: bool, env: tuple[str, ...], detach: bool,
 @hookimpl
 def kamalpy_register_commands(cli: click.Group) -> None:
     cli.add_command(app_group)
+
+
+@hookimpl
+def kamalpy_flow_steps() -> dict[str, Any]:
+    from kamalpy.app_boot import stale_containers
+
+    return {"app.stale_containers": lambda step: stale_containers(step.commander, stop=bool(step.params.get("stop"))),
+            "app.remove": lambda step: remove(step.commander),
+            "app.details": lambda step: details(step.commander)}

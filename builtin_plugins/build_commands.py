@@ -15,22 +15,20 @@ label.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import os
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from kamalpy import builders, git, local_registry
+from kamalpy import builders, git
 from kamalpy.cli.base import current_run, group
 from kamalpy.commands import auditor, builder_pull
 from kamalpy.commands import builder as commands
-from kamalpy.commands import registry as registry_commands
 from kamalpy.errors import KamalpyError
 from kamalpy.execution import Step
 from kamalpy.plugin import hookimpl
@@ -52,7 +50,7 @@ def build_group() -> None:
 def pull(commander: Commander) -> None:
     """Kamal's ``build pull``: log in, pull the version and check its ``service`` label on the app hosts."""
     hosts = commander.specifics.app_hosts
-    with local_registry.forwards(commander, hosts):
+    with commander.registry.pull_access(hosts):
         first = _mirror_hosts(commander, hosts)
         if first:
             commander.output.say(f"Pulling image on {', '.join(first)} to seed the "
@@ -150,7 +148,7 @@ def check_docker(commander: Commander, local: LocalSession, strategy: BuilderStr
         # A strategy with a plain build of its own (the remote one: over SSH) refuses and announces it itself.
         commander.output.warn(notice)
         return True
-    needs = commands.buildx_only_settings(commander.config, strategy.kind)
+    needs = strategy.buildx_only_settings()
     if needs:
         raise BuildError(f"{missing}: {', '.join(needs)} needs it (the plain `docker build` cannot do that)")
     if output not in PLAIN_OUTPUTS:
@@ -162,24 +160,12 @@ def check_docker(commander: Commander, local: LocalSession, strategy: BuilderStr
 
 
 def login_locally(commander: Commander, local: LocalSession) -> None:
-    """Log in to the registry on this machine (a local registry is started instead)."""
-    config = commander.config
-    if config.registry.local:
-        # The local-registry mode owns this; until it offers its own step, start Kamal's container.
-        from kamalpy.builtin_plugins import registry_commands as registry_plugin
-
-        setup = getattr(registry_plugin, "setup_local", None)
-        if setup is not None:
-            setup(commander)
-        else:
-            local.execute(registry_commands.setup(config))
-        return
-    login = registry_commands.login(config)
+    """Log in to the registry on this machine (the registry strategy's: a local registry is started instead)."""
     try:
-        local.execute(login.command, stdin=login.stdin)
+        commander.registry.login_here(local)
     except CommandFailed as error:
         detail = " ".join((error.result.stderr or error.result.stdout).split())
-        raise BuildError(f"Registry login to {config.registry.server or 'Docker Hub'} failed"
+        raise BuildError(f"Registry login to {commander.config.registry.server or 'Docker Hub'} failed"
                          + (f": {detail}" if detail else "")) from error
 
 
@@ -348,21 +334,9 @@ def _context_files(context: str) -> list[str]:
         if path.is_dir() or ".git" in path.relative_to(base).parts[:1]:
             continue
         relative = path.relative_to(base).as_posix()
-        if not docker_ignored(relative, patterns):
+        if not builders.docker_ignored(relative, patterns):
             found.append(os.path.normpath(os.path.join(context, relative)))
     return found
-
-
-def docker_ignored(relative: str, patterns: list[str]) -> bool:
-    ignored = False
-    for pattern in patterns:
-        negate = pattern.startswith("!")
-        pattern = pattern.lstrip("!").strip("/")
-        parts = relative.split("/")
-        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
-        if any(fnmatch.fnmatchcase(prefix, pattern) for prefix in prefixes):
-            ignored = not negate
-    return ignored
 
 
 def _strategy(commander: Commander) -> BuilderStrategy:
@@ -424,3 +398,8 @@ def build_dev(output: str, no_cache: bool) -> None:
 @hookimpl
 def kamalpy_register_commands(cli: click.Group) -> None:
     cli.add_command(build_group)
+
+
+@hookimpl
+def kamalpy_flow_steps() -> dict[str, Any]:
+    return {"build.push": lambda step: push(step.commander), "build.pull": lambda step: pull(step.commander)}

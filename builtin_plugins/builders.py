@@ -1,9 +1,10 @@
 """Built-in plugin: Kamal's five builder strategies (``local``, ``remote``, ``hybrid``, ``pack``, ``cloud``).
 
-Their commands are Kamal 2.11's (kamalpy.commands.builder). Without buildx (docs/builders.md) the local
-strategy builds with the plain ``docker build`` and ``docker push`` here, and the remote strategy (one arch,
-an ``ssh://`` remote) with the remote host's ``docker build``: kamalpy's own SSH connection carries the
-build context as a tar on the command's standard input, then that host logs in and pushes.
+Each class owns its commands, Kamal 2.11's (built from the shared pieces of kamalpy.commands.builder).
+Without buildx (docs/builders.md) the local strategy builds with the plain ``docker build`` and ``docker
+push`` here, and the remote strategy (one arch, an ``ssh://`` remote) with the remote host's ``docker
+build``: kamalpy's own SSH connection carries the build context as a tar on the command's standard
+input, then that host logs in and pushes.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
 import tarfile
 from typing import TYPE_CHECKING, Any
 
-from kamalpy.builders import BuilderStrategy, BuildRequest
+from kamalpy.builders import BuilderStrategy, BuildRequest, builder_secrets, docker_ignored
 from kamalpy.commands import builder as commands
-from kamalpy.commands import registry as registry_commands
+from kamalpy.commands.base import Command, chain, combine, docker
 from kamalpy.errors import KamalpyError
 from kamalpy.execution import Executor, Session
 from kamalpy.plugin import hookimpl
@@ -29,8 +31,31 @@ if TYPE_CHECKING:  # pragma: no cover
 class LocalStrategy(BuilderStrategy):
     """buildx on this machine (``docker-container`` driver by default; ``docker`` uses the engine's builder)."""
 
-    name = kind = commands.LOCAL
+    name = commands.LOCAL
     plain_fallback = True
+    uses_dockerfile = True
+
+    @property
+    def builder_name(self) -> str | None:
+        config = self.config
+        if config.builder.docker_driver:
+            return None
+        return f"kamal-local{'-registry' if config.registry.local else ''}-{config.builder.driver}"
+
+    def create_command(self) -> Command | None:
+        if self.builder_name is None:
+            return None
+        return docker("buildx", "create", "--name", self.builder_name, f"--driver={self.config.builder.driver}",
+                      commands.driver_opts(self.config))
+
+    def remove_command(self) -> Command | None:
+        return docker("buildx", "rm", self.builder_name) if self.builder_name else None
+
+    def inspect_command(self) -> Command | None:
+        return docker("buildx", "inspect", self.builder_name) if self.builder_name else None
+
+    def info_command(self) -> Command | None:
+        return commands.info()
 
     def build_plain(self, session: Session, request: BuildRequest) -> None:
         config = self.config
@@ -42,14 +67,45 @@ class LocalStrategy(BuilderStrategy):
                 session.execute(commands.plain_push(tag))
 
 
-class RemoteStrategy(BuilderStrategy):
+class _BuildsElsewhere(BuilderStrategy):
+    """A builder with a node on ``builder.remote`` (a Docker context): remote and hybrid."""
+
+    uses_dockerfile = True
+    login_locally = False  # the remote BuildKit pushes, so the local login is skipped (as Kamal)
+    buildx_only_keys = ("builder/remote",)
+
+    def remove_command(self) -> Command | None:
+        return commands.remove_with_context(str(self.builder_name))
+
+    def inspect_command(self) -> Command | None:
+        return commands.inspect_with_context(self.config, str(self.builder_name))
+
+    def info_command(self) -> Command | None:
+        return commands.info_with_context()
+
+    def build_env(self) -> dict[str, str]:
+        return dict(commands.REMOTE_BUILD_ENV)
+
+
+class RemoteStrategy(_BuildsElsewhere):
     """buildx on another machine's Docker (``builder.remote``) for every arch.
 
     Without buildx here: the remote host's own ``docker build`` over SSH, for one arch (:meth:`plain_check`).
     """
 
-    name = kind = commands.REMOTE
+    name = commands.REMOTE
     plain_fallback = True
+
+    @property
+    def builder_name(self) -> str | None:
+        return f"kamal-remote-{commands.remote_suffix(self.config)}"
+
+    def create_command(self) -> Command | None:
+        name = str(self.builder_name)
+        return chain(commands.create_context(self.config, name),
+                     docker("buildx", "create", "--name", name, commands.driver_opts(self.config),
+                            commands.context_name(name)))
+
 
     @property
     def remote(self) -> commands.RemoteBuilder:
@@ -72,11 +128,12 @@ class RemoteStrategy(BuilderStrategy):
         executor = _builder_executor(self.commander, remote)
         builder = Session(executor, remote.host)
         try:
-            login = registry_commands.login(config)
+            login = self.commander.registry.login_step()
             try:
-                builder.execute(login.command, stdin=login.stdin)
+                if login is not None:
+                    builder.execute(login.command, stdin=login.stdin)
             except CommandFailed as error:
-                raise registry_commands.login_failed(config.registry, error) from error
+                raise self.commander.registry.login_failed(error) from error
             files = context_files(config.builder.context, commands.dockerfile_in_context(config))
             if executor.dry_run:
                 executor.output.dry_run(remote.host, commands.context_upload_line(len(files)))
@@ -110,8 +167,6 @@ def context_files(context: str, dockerfile: str) -> list[str]:
     the docker CLI, nothing else is left out (not even ``.git``). The Dockerfile and ``.dockerignore``
     always go: the daemon reads them, and drops them itself when ``.dockerignore`` lists them.
     """
-    from kamalpy.builtin_plugins.build_commands import docker_ignored
-
     patterns = _dockerignore_patterns(context)
     found = []
     for directory, dirs, names in os.walk(context):
@@ -153,23 +208,64 @@ def context_tar(context: str, files: list[str]) -> bytes:
     return buffer.getvalue()
 
 
-class HybridStrategy(BuilderStrategy):
+class HybridStrategy(_BuildsElsewhere):
     """One buildx builder with a local node for this machine's arch and a remote node for the others."""
 
-    name = kind = commands.HYBRID
+    name = commands.HYBRID
+
+    @property
+    def builder_name(self) -> str | None:
+        return f"kamal-hybrid-{self.config.builder.driver}-{commands.remote_suffix(self.config)}"
+
+    def create_command(self) -> Command | None:
+        config, name, builder = self.config, str(self.builder_name), self.config.builder
+        return combine(
+            docker("buildx", "create", commands.platform(builder.local_arches(self.local_arch)), "--name", name,
+                   f"--driver={builder.driver}", commands.driver_opts(config)),
+            commands.create_context(config, name),
+            docker("buildx", "create", commands.platform(builder.remote_arches(self.local_arch)), "--append",
+                   "--name", name, commands.driver_opts(config), commands.context_name(name)))
 
 
 class PackStrategy(BuilderStrategy):
     """Cloud Native Buildpacks through the ``pack`` CLI, then ``docker push``; needs no buildx."""
 
-    name = kind = commands.PACK
+    name = commands.PACK
     needs_buildx = False
+
+    def inspect_command(self) -> Command | None:
+        return commands.pack_inspect(self.config)
+
+    def info_command(self) -> Command | None:
+        return commands.pack_inspect(self.config)
+
+    def build_command(self, request: BuildRequest) -> Command:
+        return commands.pack_build(self.config, self.local_arch, output=request.output, no_cache=request.no_cache,
+                                   tag_as_dirty=request.dirty, secrets=builder_secrets(self.config))
 
 
 class CloudStrategy(BuilderStrategy):
     """Docker Build Cloud (``driver: cloud ORG/NAME``)."""
 
-    name = kind = commands.CLOUD
+    name = commands.CLOUD
+    uses_dockerfile = True
+    buildx_only_keys = ("builder/driver",)
+
+    @property
+    def builder_name(self) -> str | None:
+        return re.sub(r"[ /]", "-", self.config.builder.driver)
+
+    def create_command(self) -> Command | None:
+        return docker("buildx", "create", "--driver", self.config.builder.driver)
+
+    def remove_command(self) -> Command | None:
+        return docker("buildx", "rm", self.builder_name)
+
+    def inspect_command(self) -> Command | None:
+        return docker("buildx", "inspect", self.builder_name)
+
+    def info_command(self) -> Command | None:
+        return commands.info()
 
 
 @hookimpl

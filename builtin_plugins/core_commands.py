@@ -26,18 +26,31 @@ def config_command(as_json: bool) -> None:
         click.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True), nl=False)
 
 
+REGISTRY_HOOKS = ("kamalpy_builders", "kamalpy_registry_strategies", "kamalpy_proxy_drivers", "kamalpy_transports",
+                  "kamalpy_secret_adapters", "kamalpy_flow_steps")
+
+
 @command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def plugins_command(as_json: bool) -> None:
     """List the loaded plugins and the hooks each implements."""
-    infos = current_run().hooks.pm.plugin_infos()
+    hooks = current_run().hooks
+    infos = hooks.pm.plugin_infos()
+    # Which plugin provides each name of the {name: class} hooks (the override rule picks one per name).
+    provides: dict[str, dict[str, list[str]]] = {}
+    for hook in REGISTRY_HOOKS:
+        for name, plugin in hooks.registry_winners(hook).items():
+            provides.setdefault(plugin, {}).setdefault(hook, []).append(name)
     if as_json:
-        click.echo(json.dumps([info.__dict__ for info in infos], indent=2))
+        click.echo(json.dumps([{**info.__dict__, "provides": provides.get(info.name, {})} for info in infos],
+                              indent=2))
         return
     for info in infos:
         click.echo(f"{info.name}  ({info.distribution} {info.version})")
         for hook in info.hooks:
             click.echo(f"    {hook}")
+        for hook, names in provides.get(info.name, {}).items():
+            click.echo(f"    provides {hook}: {', '.join(sorted(names))}")
 
 
 @hookimpl

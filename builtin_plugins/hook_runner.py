@@ -14,7 +14,7 @@ from kamalpy.errors import HookError
 from kamalpy.plugin import HookContext, hookimpl
 
 
-@hookimpl
+@hookimpl(tryfirst=True)  # the hook file runs before any other plugin sees the moment
 def kamalpy_kamal_hook(hook: HookContext) -> None:
     commander = hook.commander
     config = commander.config

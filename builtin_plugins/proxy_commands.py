@@ -9,7 +9,7 @@ run ...``). Audit lines, the lock and the proxy-reboot hooks are the same for ev
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -197,3 +197,10 @@ def remove_proxy(commander: Commander, force: bool) -> None:
 @hookimpl
 def kamalpy_register_commands(cli: click.Group) -> None:
     cli.add_command(proxy_group)
+
+
+@hookimpl
+def kamalpy_flow_steps() -> dict[str, Any]:
+    return {"proxy.boot": lambda step: boot(step.commander),
+            "proxy.remove": lambda step: remove_proxy(step.commander, bool(step.params.get("force"))),
+            "proxy.details": lambda step: details(step.commander)}

@@ -82,3 +82,9 @@ def prune_containers_command(retain: int | None) -> None:
 @hookimpl
 def kamalpy_register_commands(cli: click.Group) -> None:
     cli.add_command(prune_group)
+
+
+@hookimpl
+def kamalpy_prune_steps(commander: Commander) -> list[Step]:
+    """Kamal's ``prune all`` after a deploy (old stopped containers, then unused images), each allowed to fail."""
+    return [*container_steps(commander, check=False), *image_steps(commander, check=False)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -98,3 +98,8 @@ def audit_command() -> None:
 def kamalpy_register_commands(cli: click.Group) -> None:
     cli.add_command(server_group)
     cli.add_command(audit_command)
+
+
+@hookimpl
+def kamalpy_flow_steps() -> dict[str, Any]:
+    return {"server.bootstrap": lambda step: bootstrap(step.commander)}

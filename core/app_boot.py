@@ -6,6 +6,10 @@ to it once healthy (or, for a role without proxy, wait until Docker reports it r
 stop the old one. Hosts boot in groups (``boot.limit``, ``boot.wait``); other roles wait at a barrier
 until the first primary-role container is healthy. Kamal's commands, in Kamal's order, in as few round
 trips as the order allows.
+
+:func:`boot` is the flow (core); how the new containers replace the old ones across hosts is the
+``kamalpy_boot_app`` hook, built in as :func:`rolling_boot` (the ``boot_rolling`` plugin). This module is a
+helper shared by the flows and that plugin, not a plugin itself.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from kamalpy.commands.base import file_join
 from kamalpy.commands.layout import container_hostname, error_pages_directory, replaced_version
 from kamalpy.errors import HostErrors, KamalpyError
 from kamalpy.execution import Step, WriteFile
+from kamalpy.plugin import BootContext
 from kamalpy.proxy_driver import BootError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.transport import CommandResult
 
 HEALTHY_STATUSES = ("running", "healthy")
+NO_BOOT = "No plugin boots the app: the kamalpy_boot_app hook has no implementation (is boot_rolling disabled?)"
 
 
 class Barrier:
@@ -71,6 +77,7 @@ def boot(commander: Commander, version: str | None = None,
     passes its prune there); their results by host are returned. A callable is called after the tag's audit
     line is made, so audit lines made by the steps carry later times, as Kamal's do.
     """
+    require_boot(commander)
     config = commander.config
     options = commander.run.options
     config.version = version or options.version or config.latest_tag
@@ -80,24 +87,42 @@ def boot(commander: Commander, version: str | None = None,
         hosts = commander.specifics.app_hosts
         _preflight(commander, hosts)
         _prepare(commander, hosts)
-        roles = [role for host in hosts for role in commander.specifics.roles_on(host)]
-        primary = config.primary_role_name
-        barrier = Barrier() if any(r.name == primary for r in roles) and any(
-            r.name != primary for r in roles) else None
-        for group in _boot_groups(commander, hosts):
-            commander.run_hook("pre-app-boot", hosts=group)
-            _boot_group(commander, group, barrier)
-            commander.run_hook("post-app-boot", hosts=group)
-            wait = config.boot.wait
-            if wait:
-                output.info(f"Waiting {wait}s before booting the next group...")
-                if not commander.dry_run:
-                    time.sleep(float(wait))
+        # How the new containers replace the old ones: the kamalpy_boot_app hook (built in: boot_rolling).
+        context = BootContext(commander, config.version, hosts,
+                              role_boot=lambda s, r, b=None: RoleBoot(commander, s, r, b).run())
+        if not commander.run.hooks.boot_app(context):
+            raise KamalpyError(NO_BOOT)
         record = commander.audit(f"Tagging {config.absolute_image} as the latest image")
         steps = list(after() if callable(after) else after)
         results = commander.on(hosts, lambda s: s.script([record,
                                                           app_commands.tag_latest_image(config), *steps]))
         return {host: found[2:] for host, found in results.items()}
+
+
+def require_boot(commander: Commander) -> None:
+    """Refuse before touching any server when no plugin boots apps (e.g. ``--disable-plugin boot_rolling``)."""
+    if not commander.run.hooks.implementers("kamalpy_boot_app"):
+        raise KamalpyError(NO_BOOT)
+
+
+def rolling_boot(boot: BootContext) -> None:
+    """Kamal's rolling boot: groups of ``boot.limit`` hosts (``boot.wait`` apart), each role on each host
+    replaced by :meth:`BootContext.boot_role`; other roles wait at a barrier until the first primary-role
+    container is healthy; ``boot.parallel_roles`` boots the roles of a host side by side."""
+    commander, config = boot.commander, boot.commander.config
+    roles = [role for host in boot.hosts for role in boot.roles_on(host)]
+    primary = config.primary_role_name
+    barrier = Barrier() if any(r.name == primary for r in roles) and any(
+        r.name != primary for r in roles) else None
+    for group in _boot_groups(commander, boot.hosts):
+        boot.run_hook("pre-app-boot", group)
+        _boot_group(boot, group, barrier)
+        boot.run_hook("post-app-boot", group)
+        wait = config.boot.wait
+        if wait:
+            commander.output.info(f"Waiting {wait}s before booting the next group...")
+            if not commander.dry_run:
+                time.sleep(float(wait))
 
 
 def _boot_groups(commander: Commander, hosts: list[str]) -> list[list[str]]:
@@ -107,15 +132,15 @@ def _boot_groups(commander: Commander, hosts: list[str]) -> list[list[str]]:
     return [hosts[i:i + limit] for i in range(0, len(hosts), limit)]
 
 
-def _boot_group(commander: Commander, hosts: list[str], barrier: Barrier | None) -> None:
-    specifics = commander.specifics
+def _boot_group(boot: BootContext, hosts: list[str], barrier: Barrier | None) -> None:
+    commander = boot.commander
     if commander.config.boot.parallel_roles and not commander.dry_run:
         # One thread per (host, role); they share the host's connection (each command its own channel).
-        pairs = [(host, role) for host in hosts for role in specifics.roles_on(host)]
+        pairs = [(host, role) for host in hosts for role in boot.roles_on(host)]
         errors: dict[str, BaseException] = {}
         with ThreadPoolExecutor(max_workers=max(1, len(pairs)), thread_name_prefix="kamalpy-role") as pool:
             futures = {f"{host} ({role.name})": pool.submit(
-                lambda h=host, r=role: commander.on([h], lambda s: RoleBoot(commander, s, r, barrier).run()))
+                lambda h=host, r=role: commander.on([h], lambda s: boot.boot_role(s, r, barrier)))
                 for host, role in pairs}
             for key, future in futures.items():
                 try:
@@ -127,8 +152,8 @@ def _boot_group(commander: Commander, hosts: list[str], barrier: Barrier | None)
         return
 
     def per_host(session: Session) -> None:
-        for role in specifics.roles_on(session.host):
-            RoleBoot(commander, session, role, barrier).run()
+        for role in boot.roles_on(session.host):
+            boot.boot_role(session, role, barrier)
 
     commander.on(hosts, per_host)
 

@@ -7,11 +7,13 @@ the kamalpy-only key ``builder.strategy: NAME`` picks any offered strategy by na
 The ``build`` commands (builtin_plugins/build_commands.py) do what is the same for every strategy: the
 pre-connect and pre-build hooks, the Docker check, the local registry login, the git clone, the
 builder secrets in the build's environment. A strategy does the rest on the deploying machine's
-:class:`~kamalpy.execution.LocalSession`; its commands come from :mod:`kamalpy.commands.builder`.
+:class:`~kamalpy.execution.LocalSession`, with commands of its own (built from the shared pieces in
+:mod:`kamalpy.commands.builder`).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -22,6 +24,7 @@ from kamalpy.transport import CommandFailed
 
 if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.commander import Commander
+    from kamalpy.commands.base import Command
     from kamalpy.config.model import Configuration
     from kamalpy.execution import Session
 
@@ -38,16 +41,21 @@ class BuildRequest:
 
 
 class BuilderStrategy:
-    """Base class of builder strategies; the defaults run Kamal's commands for :attr:`kind`.
+    """Base class of builder strategies: a strategy owns its commands.
 
-    A third-party strategy sets :attr:`name`, usually ``needs_buildx = False``, and overrides :meth:`build`
-    (and :meth:`create`/:meth:`remove`/:meth:`details` when it has a builder to manage).
+    The ``*_command`` methods return the strategy's commands (pure: from the configuration and the deploying
+    machine's architecture); the other methods run them on the deploying machine's session. The defaults
+    describe a strategy without a builder to manage that builds with ``docker buildx build``. A
+    third-party strategy sets :attr:`name`, usually ``needs_buildx = False``, and overrides
+    :meth:`build_command` (or :meth:`build`), and the builder's commands when it has one to manage.
     """
 
     name: ClassVar[str] = ""
-    kind: ClassVar[str] = ""  # Kamal's builder kind whose commands the defaults run ("": none)
     needs_buildx: ClassVar[bool] = True
     plain_fallback: ClassVar[bool] = False  # may build with `docker build` when buildx is missing
+    login_locally: ClassVar[bool] = True  # `build push` logs in to the registry on this machine first
+    uses_dockerfile: ClassVar[bool] = False  # the build reads builder.dockerfile (checked before anything runs)
+    buildx_only_keys: ClassVar[tuple[str, ...]] = ()  # builder keys that need buildx with this strategy
 
     def __init__(self, commander: Commander, local_arch: str | None = None) -> None:
         self.commander = commander
@@ -57,27 +65,49 @@ class BuilderStrategy:
     def config(self) -> Configuration:
         return self.commander.config
 
-    @property
-    def login_locally(self) -> bool:
-        """Whether ``build push`` logs in to the registry on this machine first."""
-        return commands.login_locally(self.kind)
-
-    @property
-    def uses_dockerfile(self) -> bool:
-        """Whether the build reads ``builder.dockerfile`` (checked before anything runs)."""
-        return self.kind not in ("", commands.PACK)
+    # ----- the strategy's commands -----
 
     @property
     def builder_name(self) -> str | None:
-        return commands.name(self.config, self.kind) if self.kind else None
+        """The buildx builder's name (``--builder``); None when there is none."""
+        return None
+
+    def create_command(self) -> Command | None:
+        """Create the builder; None when there is nothing to create."""
+        return None
+
+    def remove_command(self) -> Command | None:
+        return None
+
+    def inspect_command(self) -> Command | None:
+        """Fails when the builder is missing or points elsewhere (then it is made again); None: nothing to check."""
+        return None
+
+    def info_command(self) -> Command | None:
+        """What ``build details`` shows after ``Builder: <name>``; None: nothing."""
+        return None
+
+    def build_command(self, request: BuildRequest) -> Command:
+        """The build (and push, for output ``registry``) from the working directory."""
+        return commands.buildx_build(self.config, self.builder_name, output=request.output,
+                                     no_cache=request.no_cache, tag_as_dirty=request.dirty)
 
     def build_env(self) -> dict[str, str]:
-        return commands.push_env(self.kind)
+        """Environment variables of the build command."""
+        return {}
+
+    def tags(self, dirty: bool = False) -> list[str]:
+        """The image tags a build applies: the version and ``latest`` (``-dirty`` ones for ``build dev``)."""
+        return commands.tags(self.config, dirty)
+
+    def buildx_only_settings(self) -> list[str]:
+        """The builder keys of this configuration the plain ``docker build`` cannot honour."""
+        return [*self.buildx_only_keys, *commands.buildx_only_settings(self.config)]
 
     # ----- the builder -----
 
     def create(self, session: Session) -> None:
-        command = commands.create(self.config, self.kind, self.local_arch) if self.kind else None
+        command = self.create_command()
         if command is None:
             self.commander.output.info(f"The {self.name} builder has nothing to create")
             return
@@ -91,7 +121,7 @@ class BuilderStrategy:
             self.commander.output.error(f"Couldn't create remote builder: {' '.join(detail.splitlines())}")
 
     def remove(self, session: Session) -> None:
-        command = commands.remove(self.config, self.kind) if self.kind else None
+        command = self.remove_command()
         if command is None:
             self.commander.output.info(f"The {self.name} builder has nothing to remove")
             return
@@ -99,7 +129,7 @@ class BuilderStrategy:
 
     def ensure(self, session: Session) -> None:
         """Make sure the builder exists and fits (Kamal: inspect; when missing, remove and create)."""
-        command = commands.inspect(self.config, self.kind) if self.kind else None
+        command = self.inspect_command()
         if command is None:
             return
         result = session.execute(command, raise_on_non_zero=False)
@@ -108,23 +138,21 @@ class BuilderStrategy:
         if not commands.MISSING_BUILDER.search(result.stdout + result.stderr):
             raise CommandFailed(result)
         self.commander.output.warn(commands.MISSING_BUILDER_WARNING)
-        remove = commands.remove(self.config, self.kind)
+        remove = self.remove_command()
         if remove is not None:
             session.execute(remove, raise_on_non_zero=False)
         self.create(session)
 
     def details(self, session: Session) -> str:
         """What ``build details`` prints after ``Builder: <name>``."""
-        return session.capture(commands.info(self.config, self.kind)) if self.kind else ""
+        command = self.info_command()
+        return session.capture(command) if command is not None else ""
 
     # ----- the build -----
 
     def build(self, session: Session, request: BuildRequest) -> None:
         """Build the image (and push it, for output ``registry``) from the session's working directory."""
-        command = commands.push(self.config, self.kind, local_arch=self.local_arch, output=request.output,
-                                no_cache=request.no_cache, tag_as_dirty=request.dirty,
-                                secrets=builder_secrets(self.config))
-        session.execute(command, env=self.build_env() or None)
+        session.execute(self.build_command(request), env=self.build_env() or None)
 
     def plain_check(self, output: str) -> str | None:
         """Without buildx: None to use the local ``docker build`` fallback's checks, or this strategy's own
@@ -164,6 +192,9 @@ def needs_local_arch(config: Configuration) -> bool:
 
 def select(commander: Commander) -> BuilderStrategy:
     """The strategy for this configuration, from the plugins that offer one."""
+    chosen = getattr(commander, "_builder_strategy", None)
+    if chosen is not None:  # a flow resolved it before anything ran
+        return chosen
     config = commander.config
     local_arch = local_docker_arch() if needs_local_arch(config) else None
     wanted = strategy_name(config, local_arch)
@@ -171,4 +202,18 @@ def select(commander: Commander) -> BuilderStrategy:
     if wanted not in strategies:
         available = ", ".join(sorted(strategies)) or "none"
         raise KamalpyError(f"builder/{STRATEGY_KEY}: unknown builder strategy {wanted!r} (available: {available})")
-    return strategies[wanted](commander, local_arch)
+    strategy = strategies[wanted](commander, local_arch)
+    commander._builder_strategy = strategy  # type: ignore[attr-defined]
+    return strategy
+
+
+def docker_ignored(relative: str, patterns: list[str]) -> bool:
+    ignored = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip("/")
+        parts = relative.split("/")
+        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        if any(fnmatch.fnmatchcase(prefix, pattern) for prefix in prefixes):
+            ignored = not negate
+    return ignored

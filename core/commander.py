@@ -10,13 +10,15 @@ from __future__ import annotations
 import functools
 import getpass
 import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 from kamalpy.errors import KamalpyError
-from kamalpy.execution import Executor, Session, Step
+from kamalpy.execution import LOCAL, Executor, Session, Step
 from kamalpy.output import Output
 from kamalpy.transport import SshSettings
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.config.specifics import Specifics
     from kamalpy.locking import DeployLock
     from kamalpy.proxy_driver import ProxyDriver
+    from kamalpy.registry_strategy import RegistryStrategy
 
 T = TypeVar("T")
 
@@ -136,6 +139,13 @@ class Commander:
 
         return proxy_driver(self)
 
+    @functools.cached_property
+    def registry(self) -> RegistryStrategy:
+        """The registry strategy ``registry.strategy`` names (by default ``docker``, or ``local`` for localhost)."""
+        from kamalpy.registry_strategy import select
+
+        return select(self)
+
     def on(self, hosts: Iterable[str], work: Callable[[Session], T]) -> dict[str, T]:
         """``work`` on each host in parallel; no host (a selection that leaves none) is nothing to do."""
         hosts = list(hosts)
@@ -195,14 +205,11 @@ class Commander:
         Kamal logs in again before each step that pulls; Docker keeps the credentials on the server, so
         once per host and run has the same effect with fewer round trips.
         """
-        from kamalpy.commands import registry as registry_commands
-
         with self._login_lock:
-            if self.config.registry.local or host in self._logged_in:
+            if host in self._logged_in:
                 return None
             self._logged_in.add(host)
-        login = registry_commands.login(self.config)
-        return Step(login.command, stdin=login.stdin)
+        return self.registry.login_step()
 
     def on_primary(self, work: Callable[[Session], T]) -> T:
         # Through self.on so that the pre-connect hook also runs before a primary-only first connection.
@@ -211,3 +218,20 @@ class Commander:
     def close(self) -> None:
         if self._executor is not None:
             self._executor.close()
+
+
+def hand_over(commander: Commander, line: str) -> int:
+    """Run a local command line (``ssh -t ...``) on this terminal; its exit status. A dry run prints it."""
+    if commander.dry_run:
+        commander.output.dry_run(LOCAL, line)
+        return 0
+    commander.output.info(f"  INFO Running {line} locally")
+    commander.close()  # the pooled connections are not needed while the user works
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+    try:
+        # Ctrl-C belongs to the remote command: ssh gets it (and decides), kamalpy waits.
+        return subprocess.call(["/bin/sh", "-c", line])
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)

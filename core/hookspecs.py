@@ -20,12 +20,40 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover - imports for annotations only
     import click
 
+    from kamalpy.cli.options import GlobalOptions
+    from kamalpy.commander import Commander
     from kamalpy.config.model import Configuration
-    from kamalpy.plugin import CommandContext, ConfigKey, HookContext
+    from kamalpy.execution import Step
+    from kamalpy.plugin import BootContext, CommandContext, ConfigKey, HookContext
 
 PROJECT_NAME = "kamalpy"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+
+@hookspec(firstresult=True)
+def kamalpy_load_config(options: GlobalOptions) -> dict[str, Any] | None:
+    """Where the raw configuration comes from.
+
+    Fires: once per run, when a command first needs the configuration (before the keys are collected
+    and before validation). Aliases are looked up in ``config/deploy.yml`` itself.
+    Arguments: ``options``, the global options (``config_file``, ``destination``, ``version``...).
+    Returns: the raw configuration mapping (what ``config/deploy.yml`` with its destination file merged
+    in would give), or None to let the next plugin answer. The built-in ``config_loading`` plugin reads
+    ``config/deploy.yml`` the way Kamal does (ERB, YAML, destination file).
+    firstresult: the first mapping wins; none at all is an error.
+    """
+
+
+@hookspec
+def kamalpy_transform_config(raw: dict[str, Any], options: GlobalOptions) -> None:
+    """Change the raw configuration before it is validated.
+
+    Fires: once per run, right after ``kamalpy_load_config`` answered, before the schema check.
+    Arguments: ``raw``, the raw mapping (change it in place); ``options``, the global options.
+    Returns: nothing (the return value is ignored).
+    Not firstresult: every plugin transforms, the most recently registered first.
+    """
 
 
 @hookspec
@@ -106,6 +134,69 @@ def kamalpy_builders() -> dict[str, Any]:
     subclass, instantiated with the :class:`kamalpy.commander.Commander` and the deploying machine's
     Docker architecture (or None). Kamal's rules pick one of the built-ins ``local``, ``remote``,
     ``hybrid``, ``pack`` and ``cloud``; ``builder.strategy: NAME`` in the configuration picks any by name.
+    Not firstresult; when two plugins offer the same name, the override rule above decides.
+    """
+
+
+@hookspec
+def kamalpy_registry_strategies() -> dict[str, Any]:
+    """Offer registry strategies (how Docker clients log in to the image registry) by name.
+
+    Fires: when a command first needs the registry (``registry ...``, ``build push``, ``build pull``,
+    ``proxy boot``, ``deploy``, ``remove``...).
+    Arguments: none.
+    Returns: ``{name: strategy_class}``; the class is a :class:`kamalpy.plugin.RegistryStrategy` subclass,
+    instantiated with the :class:`kamalpy.commander.Commander`. ``registry.strategy: NAME`` picks one;
+    without it a ``localhost:PORT`` server picks the built-in ``local`` (a registry container here,
+    reached by the servers through SSH reverse forwards) and anything else ``docker`` (``docker login``
+    with the password on standard input).
+    Not firstresult; when two plugins offer the same name, the override rule above decides.
+    """
+
+
+@hookspec(firstresult=True)
+def kamalpy_boot_app(boot: BootContext) -> bool | None:
+    """Replace the running containers of the app by the new version on ``boot.hosts``.
+
+    Fires: in ``app boot``, ``deploy``, ``redeploy``, ``setup`` and ``rollback``, under the deploy lock,
+    after the error pages, certificates and assets were put in place, before the final ``docker tag``.
+    Arguments: ``boot``, a :class:`kamalpy.plugin.BootContext` (``commander``, ``version``, ``hosts``,
+    ``boot_role(session, role)`` that replaces one role's container on one host, ``run_hook(name,
+    hosts)`` for the pre/post-app-boot moments).
+    Returns: True once booted, or None to let the next plugin do it. The built-in ``boot_rolling``
+    does Kamal's rolling boot: boot groups (``boot.limit``/``boot.wait``), the primary-role barrier
+    and ``boot.parallel_roles``.
+    firstresult: the first plugin that boots wins; none at all refuses the command.
+    """
+
+
+@hookspec(firstresult=True)
+def kamalpy_prune_steps(commander: Commander) -> list[Step] | None:
+    """What a deploy removes once the new version runs.
+
+    Fires: in ``deploy`` and ``setup`` (not ``redeploy``), under the lock, when the final ``docker tag``
+    of each app host is sent: the steps run on every host in that same round trip, each allowed to fail.
+    Arguments: ``commander``, the run's :class:`kamalpy.commander.Commander`.
+    Returns: a list of :class:`kamalpy.plugin.Step` (or command lists), or None to let the next plugin
+    answer. The built-in ``prune_commands`` returns Kamal's ``prune all`` (old stopped containers, then
+    unused images). An empty list prunes nothing.
+    firstresult: the first list wins; none at all means the deploy does not prune.
+    """
+
+
+@hookspec
+def kamalpy_flow_steps() -> dict[str, Any]:
+    """Offer the steps the core flows (``setup``, ``deploy``, ``redeploy``, ``rollback``, ``remove``,
+    ``details``) are composed of, by name.
+
+    Fires: when a flow starts, before it touches any server (a flow needing a step that no plugin offers
+    stops there with ``ERROR: ...`` naming the step).
+    Arguments: none.
+    Returns: ``{step_name: function}``; the function is called with a :class:`kamalpy.plugin.FlowStep`
+    (``name``, ``commander``, ``params``). Names used by the built-in flows: ``server.bootstrap``,
+    ``build.push``, ``build.pull``, ``proxy.boot``, ``proxy.remove``, ``proxy.details``,
+    ``app.stale_containers``, ``app.remove``, ``app.details``, ``accessory.boot_missing``,
+    ``accessory.remove_all``, ``accessory.details_all``.
     Not firstresult; when two plugins offer the same name, the override rule above decides.
     """
 

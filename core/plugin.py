@@ -5,6 +5,10 @@ A plugin is a module (or object) with ``@hookimpl`` functions named after the ho
 
     [project.entry-points.kamalpy]
     deploy_window = "kamalpy_deploy_window.plugin"
+
+Everything a plugin needs is importable from here; the other modules may change between versions.
+The base classes, session and step types and errors live in their own modules and are loaded on first
+use (:data:`__getattr__`), so that importing this module stays cheap for every command.
 """
 
 from __future__ import annotations
@@ -89,6 +93,94 @@ class SecretAdapter:
 
     def fetch(self, secrets: list[str], account: str | None = None, from_: str | None = None) -> dict[str, str]:
         raise NotImplementedError
+
+
+@dataclass
+class FlowStep:
+    """One step of a core flow (``deploy``, ``setup``, ``remove``...), given to a ``kamalpy_flow_steps`` function."""
+
+    name: str
+    """The step's name, e.g. ``proxy.boot``."""
+    commander: Any
+    """The run's :class:`kamalpy.commander.Commander` (config, hosts, output, executor, lock, proxy, registry)."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """What the flow passes to this step (e.g. ``force`` for ``proxy.remove``)."""
+
+
+@dataclass
+class BootContext:
+    """What ``kamalpy_boot_app`` gets: boot ``version`` on ``hosts``, replacing what runs there."""
+
+    commander: Any
+    """The run's :class:`kamalpy.commander.Commander`."""
+    version: str
+    hosts: list[str]
+    """The selected app hosts, in order."""
+    role_boot: Callable[..., None] = field(repr=False, default=lambda *a, **k: None)
+
+    def roles_on(self, host: str) -> list[Any]:
+        """The selected roles of ``host``."""
+        return list(self.commander.specifics.roles_on(host))
+
+    def boot_role(self, session: Any, role: Any, barrier: Any = None) -> None:
+        """Kamal's replacement of one role's container on the session's host: rename a clashing container,
+        start the new one (env file, ``docker run``), let the proxy switch to it once healthy (or wait until
+        Docker reports it ready), then stop the old one. Raises :class:`BootError` when it never gets healthy."""
+        self.role_boot(session, role, barrier)
+
+    def run_hook(self, name: str, hosts: list[str]) -> None:
+        """Fire a Kamal hook moment (``pre-app-boot``, ``post-app-boot``) for ``hosts``."""
+        self.commander.run_hook(name, hosts=hosts)
+
+
+# Loaded on first use: the base classes and types of other modules, re-exported as the public API.
+_LAZY = {
+    "BuilderStrategy": "kamalpy.builders",
+    "BuildRequest": "kamalpy.builders",
+    "ProxyDriver": "kamalpy.proxy_driver",
+    "BootError": "kamalpy.proxy_driver",
+    "RegistryStrategy": "kamalpy.registry_strategy",
+    "Session": "kamalpy.execution",
+    "LocalSession": "kamalpy.execution",
+    "Step": "kamalpy.execution",
+    "WriteFile": "kamalpy.execution",
+    "CommandResult": "kamalpy.transport",
+    "CommandFailed": "kamalpy.transport",
+    "Transport": "kamalpy.transport",
+    "Connection": "kamalpy.transport",
+    "SshSettings": "kamalpy.transport",
+    "TransportError": "kamalpy.transport",
+    "KamalpyError": "kamalpy.errors",
+    "ConfigurationError": "kamalpy.errors",
+    "SecretsError": "kamalpy.errors",
+    "PluginError": "kamalpy.errors",
+    "HookError": "kamalpy.errors",
+    "CommandRefused": "kamalpy.errors",
+    "Configuration": "kamalpy.config.model",
+    "current_run": "kamalpy.cli.base",
+    "Commander": "kamalpy.commander",
+}
+
+__all__ = ["hookimpl", "ConfigKey", "CommandContext", "HookContext", "SecretAdapter", "FlowStep", "BootContext",
+           "command", "group", "run_cli", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def run_cli(args: list[str]) -> int:
+    """Run kamalpy in-process with ``args`` (for plugin tests); returns the exit code."""
+    from kamalpy.cli.main import main
+
+    return main(args, standalone=False)
 
 
 def command(*args: Any, **kwargs: Any) -> Callable[..., Any]:

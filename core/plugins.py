@@ -27,13 +27,17 @@ MODULES_ENV = "KAMALPY_PLUGINS"
 
 BUILTIN_PLUGINS = (
     "hook_runner",
+    "config_loading",
     "core_commands",
     "docs_init",
     "secrets_commands",
     "server_commands",
     "lock_commands",
     "registry_commands",
+    "registry_docker",
+    "registry_local",
     "prune_commands",
+    "boot_rolling",
     "proxy_kamal",
     "proxy_caddy",
     "proxy_commands",
@@ -85,8 +89,22 @@ class PluginManager(pluggy.PluginManager):
         self.origins: dict[str, tuple[str, str]] = {}
 
     def register_named(self, plugin: object, name: str, distribution: str, version: str) -> None:
-        self.register(plugin, name=name)
+        try:
+            self.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:  # e.g. a hookimpl with an argument the hook does not have
+            raise PluginError(f"Plugin '{name}' ({distribution or 'unknown distribution'}) is invalid: {exc}") from exc
         self.origins[name] = (distribution, version)
+
+    def check_hooks(self) -> None:
+        """pluggy's ``check_pending`` with kamalpy's message: a ``kamalpy_*`` hook no hookspec knows is an error."""
+        for name in dir(self.hook):
+            caller = getattr(self.hook, name)
+            if not name.startswith(hookspecs.PROJECT_NAME) or getattr(caller, "spec", True) is not None:
+                continue
+            for impl in caller.get_hookimpls():
+                if not impl.optionalhook:
+                    raise PluginError(f"Plugin '{impl.plugin_name}' implements unknown hook '{name}' "
+                                      "(misspelled? see docs/hooks.md)")
 
     def plugin_infos(self) -> list[PluginInfo]:
         infos = []
@@ -120,6 +138,7 @@ def build_plugin_manager(disabled: Iterable[str] = (), load_entry_points: bool =
         except Exception as exc:
             raise PluginError(f"Could not load plugin '{module_name}' from {MODULES_ENV}: {exc}") from exc
         pm.register_named(module, module_name, MODULES_ENV, "")
+    pm.check_hooks()
     return pm
 
 

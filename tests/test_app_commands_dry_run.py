@@ -346,10 +346,10 @@ def test_exec_interactive_without_a_terminal_and_reuse(dry, listeners):
 
 
 def test_exec_interactive_hands_over_and_passes_the_exit_status(kamalpy, project, monkeypatch, listeners):
-    from kamalpy.builtin_plugins import app_commands
+    from kamalpy import commander as commander_module  # hand_over lives with the commander (shared by plugins)
 
     calls = []
-    monkeypatch.setattr(app_commands.subprocess, "call", lambda argv: calls.append(argv) or 3)
+    monkeypatch.setattr(commander_module.subprocess, "call", lambda argv: calls.append(argv) or 3)
     result = kamalpy("app", "exec", "-i", "--reuse", "--version", "5", "bash")
     assert result.code == 3, result.err
     assert calls == [["/bin/sh", "-c", f"ssh -t root@{H1} -p {listeners[0]} 'docker exec -i app-web-5 bash'"]]

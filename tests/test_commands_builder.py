@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import types
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,6 +19,8 @@ import pytest
 import yaml
 from helpers import ANSI, KAMALPY, kamal_cache_dir
 
+from kamalpy.builders import BuilderStrategy, BuildRequest
+from kamalpy.builtin_plugins.builders import kamalpy_builders
 from kamalpy.commands import builder as b
 from kamalpy.commands.base import join, render
 from kamalpy.config.model import Configuration
@@ -26,6 +29,7 @@ from kamalpy.errors import KamalpyError
 BASE = {"service": "app", "image": "dhh/app", "servers": ["1.1.1.1"],
         "registry": {"username": "dhh", "password": "secret"}}
 TAGS = "-t dhh/app:123 -t dhh/app:latest"
+STRATEGIES = kamalpy_builders()
 
 
 @pytest.fixture(autouse=True)
@@ -40,10 +44,21 @@ def config(builder: dict, version: str = "123", **root) -> Configuration:
                          extension_keys=None)
 
 
+def strategy(cfg: Configuration, kind: str, local_arch: str | None = None) -> BuilderStrategy:
+    """The built-in strategy of Kamal's builder ``kind``: each owns its commands."""
+    return STRATEGIES[kind](types.SimpleNamespace(config=cfg), local_arch)
+
+
+def build_command(cfg: Configuration, kind: str, local_arch: str | None = None, *, output: str = "registry",
+                  no_cache: bool = False, tag_as_dirty: bool = False) -> list[str]:
+    request = BuildRequest(output=output, no_cache=no_cache, dirty=tag_as_dirty)
+    return strategy(cfg, kind, local_arch).build_command(request)
+
+
 def push(builder: dict, local_arch: str = "amd64", **kwargs) -> str:
     cfg = config(builder, **{k: kwargs.pop(k) for k in ("registry",) if k in kwargs})
     kind = b.kind(cfg, local_arch)
-    return join(b.push(cfg, kind, local_arch=local_arch, **kwargs))
+    return join(build_command(cfg, kind, local_arch, **kwargs))
 
 
 # ----- 7.5: the build -----
@@ -88,9 +103,9 @@ def test_remote_build_and_env():
     cfg = config({"arch": ["amd64", "arm64"], "remote": "ssh://app@127.0.0.1", "cache": {"type": "gha"},
                   "local": False})
     assert b.kind(cfg, "amd64") == b.REMOTE
-    assert "--builder kamal-remote-ssh---app-127-0-0-1 " in join(b.push(cfg, b.REMOTE))
+    assert "--builder kamal-remote-ssh---app-127-0-0-1 " in join(build_command(cfg, b.REMOTE))
     cfg = config({"arch": "arm64", "remote": "ssh://app@1.1.1.5"}, version="999")
-    assert render(b.push(cfg, b.kind(cfg, "amd64")), b.push_env(b.REMOTE)) == (
+    assert render(build_command(cfg, b.kind(cfg, "amd64")), strategy(cfg, b.REMOTE).build_env()) == (
         '( export BUILDKIT_NO_CLIENT_TOKEN="1" ; docker buildx build --output=type=registry --platform linux/arm64 '
         "--builder kamal-remote-ssh---app-1-1-1-5 -t dhh/app:999 -t dhh/app:latest --label service=\"app\" "
         "--file Dockerfile . 2>&1 )")
@@ -125,7 +140,7 @@ def test_all_options_in_kamals_order_2_11():
 
 def test_build_args_are_redacted_in_logs():
     cfg = config({"arch": "amd64", "args": {"token": "s3cret"}})
-    shown = render(b.push(cfg, b.LOCAL), redact=True)
+    shown = render(build_command(cfg, b.LOCAL), redact=True)
     assert "--build-arg [REDACTED]" in shown and "s3cret" not in shown
 
 
@@ -143,10 +158,11 @@ def test_destination_latest_tag():
 
 def test_docker_driver_has_no_builder_2_11():
     cfg = config({"arch": "amd64", "driver": "docker"})
-    assert join(b.push(cfg, b.LOCAL)) == (
+    assert join(build_command(cfg, b.LOCAL)) == (
         f"docker buildx build --output=type=registry --platform linux/amd64 {TAGS} "
         '--label service="app" --file Dockerfile . 2>&1')
-    assert b.create(cfg, b.LOCAL) is None and b.remove(cfg, b.LOCAL) is None and b.inspect(cfg, b.LOCAL) is None
+    local = strategy(cfg, b.LOCAL)
+    assert local.create_command() is None and local.remove_command() is None and local.inspect_command() is None
 
 
 def test_missing_dockerfile():
@@ -160,20 +176,21 @@ def test_pack():
     cfg = config({"arch": "amd64", "args": {"a": 1, "b": 2},
                   "pack": {"builder": "heroku/builder:24", "buildpacks": ["heroku/ruby", "heroku/procfile"]}})
     assert b.kind(cfg, None) == b.PACK
-    assert join(b.push(cfg, b.PACK, no_cache=True)) == (
+    assert join(build_command(cfg, b.PACK, no_cache=True)) == (
         "pack build dhh/app --platform linux/amd64 --creation-time now --builder heroku/builder:24 "
         "--buildpack heroku/ruby --buildpack heroku/procfile --buildpack paketo-buildpacks/image-labels "
         f"{TAGS} --clear-cache --env BP_IMAGE_LABELS=service=app --env a=\"1\" --env b=\"2\" --path . "
         "&& docker push dhh/app:123 && docker push dhh/app:latest")
-    assert join(b.push(cfg, b.PACK, output="docker")).endswith("--path .")
-    assert render(b.inspect(cfg, b.PACK)) == "/usr/bin/env pack builder inspect heroku/builder:24"
-    assert join(b.info(cfg, b.PACK)) == "pack builder inspect heroku/builder:24"
-    assert b.create(cfg, b.PACK) is None and b.remove(cfg, b.PACK) is None
+    assert join(build_command(cfg, b.PACK, output="docker")).endswith("--path .")
+    assert render(strategy(cfg, b.PACK).inspect_command()) == "/usr/bin/env pack builder inspect heroku/builder:24"
+    assert join(strategy(cfg, b.PACK).info_command()) == "pack builder inspect heroku/builder:24"
+    assert strategy(cfg, b.PACK).create_command() is None and strategy(cfg, b.PACK).remove_command() is None
 
 
 def test_pack_secret_values_are_sensitive_2_11():
     cfg = config({"arch": "amd64", "secrets": ["token_a"], "pack": {"builder": "b", "buildpacks": ["x"]}})
-    command = b.push(cfg, b.PACK, secrets={"token_a": "xyz"})
+    cfg.secret_lookup = {"token_a": "xyz"}.__getitem__  # the builder secrets' values
+    command = build_command(cfg, b.PACK)
     assert '--env token_a="xyz" --path .' in join(command)
     assert "--env [REDACTED] --path ." in render(command, redact=True)
 
@@ -181,13 +198,14 @@ def test_pack_secret_values_are_sensitive_2_11():
 def test_cloud():
     cfg = config({"arch": "amd64", "driver": "cloud docker-org-name/builder-name"})
     assert b.kind(cfg, None) == b.CLOUD
-    assert join(b.push(cfg, b.CLOUD)) == (
+    assert join(build_command(cfg, b.CLOUD)) == (
         "docker buildx build --output=type=registry --platform linux/amd64 "
         f"--builder cloud-docker-org-name-builder-name {TAGS} --label service=\"app\" --file Dockerfile . 2>&1")
     cfg = config({"arch": "amd64", "driver": "cloud example_org/cloud_builder"})
-    assert join(b.create(cfg, b.CLOUD)) == "docker buildx create --driver cloud example_org/cloud_builder"
-    assert join(b.remove(cfg, b.CLOUD)) == "docker buildx rm cloud-example_org-cloud_builder"
-    assert join(b.inspect(cfg, b.CLOUD)) == "docker buildx inspect cloud-example_org-cloud_builder"
+    cloud = strategy(cfg, b.CLOUD)
+    assert join(cloud.create_command()) == "docker buildx create --driver cloud example_org/cloud_builder"
+    assert join(cloud.remove_command()) == "docker buildx rm cloud-example_org-cloud_builder"
+    assert join(cloud.inspect_command()) == "docker buildx inspect cloud-example_org-cloud_builder"
 
 
 # ----- 6.1: the choice -----
@@ -218,25 +236,25 @@ LOCAL_REGISTRY = {"server": "localhost:5000"}
 
 
 def test_create_local():
-    assert join(b.create(config({"arch": "amd64"}), b.LOCAL)) == (
+    assert join(strategy(config({"arch": "amd64"}), b.LOCAL).create_command()) == (
         "docker buildx create --name kamal-local-docker-container --driver=docker-container")
-    assert join(b.create(config({"arch": "amd64"}, registry=LOCAL_REGISTRY), b.LOCAL)) == (
+    assert join(strategy(config({"arch": "amd64"}, registry=LOCAL_REGISTRY), b.LOCAL).create_command()) == (
         "docker buildx create --name kamal-local-registry-docker-container --driver=docker-container "
         "--driver-opt network=host")
 
 
 def test_create_remote():
     cfg = config({"arch": "amd64", "remote": "ssh://app@1.1.1.5"})
-    assert join(b.create(cfg, b.REMOTE)) == (
+    assert join(strategy(cfg, b.REMOTE).create_command()) == (
         "docker context create kamal-remote-ssh---app-1-1-1-5-context --description "
         "'kamal-remote-ssh---app-1-1-1-5 host' --docker 'host=ssh://app@1.1.1.5' ; "
         "docker buildx create --name kamal-remote-ssh---app-1-1-1-5 kamal-remote-ssh---app-1-1-1-5-context")
     cfg = config({"arch": "amd64", "remote": "ssh://app@1.1.1.5:2122"})
-    assert join(b.create(cfg, b.REMOTE)).startswith(
+    assert join(strategy(cfg, b.REMOTE).create_command()).startswith(
         "docker context create kamal-remote-ssh---app-1-1-1-5-2122-context --description "
         "'kamal-remote-ssh---app-1-1-1-5-2122 host' --docker 'host=ssh://app@1.1.1.5:2122' ; ")
     cfg = config({"arch": "amd64", "remote": "ssh://app@1.1.1.5"}, registry=LOCAL_REGISTRY)
-    assert join(b.create(cfg, b.REMOTE)) == (
+    assert join(strategy(cfg, b.REMOTE).create_command()) == (
         "docker context create kamal-remote-ssh---app-1-1-1-5-local-registry-context --description "
         "'kamal-remote-ssh---app-1-1-1-5-local-registry host' --docker 'host=ssh://app@1.1.1.5' ; "
         "docker buildx create --name kamal-remote-ssh---app-1-1-1-5-local-registry --driver-opt network=host "
@@ -246,7 +264,7 @@ def test_create_remote():
 def test_create_hybrid():
     cfg = config({"arch": ["amd64", "arm64"], "remote": "ssh://app@1.1.1.5"}, registry=LOCAL_REGISTRY)
     name = "kamal-hybrid-docker-container-ssh---app-1-1-1-5-local-registry"
-    assert join(b.create(cfg, b.HYBRID, "amd64")) == (
+    assert join(strategy(cfg, b.HYBRID, "amd64").create_command()) == (
         f"docker buildx create --platform linux/amd64 --name {name} --driver=docker-container "
         f"--driver-opt network=host && docker context create {name}-context --description '{name} host' "
         f"--docker 'host=ssh://app@1.1.1.5' && docker buildx create --platform linux/arm64 --append --name {name} "
@@ -256,34 +274,37 @@ def test_create_hybrid():
 def test_create_remove_hybrid_tcp_2_11():
     cfg = config({"arch": ["amd64", "arm64"], "remote": "tcp://1.1.1.5:2375"})
     name = "kamal-hybrid-docker-container-tcp---1-1-1-5-2375"
-    assert join(b.create(cfg, b.HYBRID, "amd64")) == (
+    assert join(strategy(cfg, b.HYBRID, "amd64").create_command()) == (
         f"docker buildx create --platform linux/amd64 --name {name} --driver=docker-container && "
         f"docker context create {name}-context --description '{name} host' --docker 'host=tcp://1.1.1.5:2375' && "
         f"docker buildx create --platform linux/arm64 --append --name {name} {name}-context")
-    assert join(b.remove(cfg, b.HYBRID)) == f"docker context rm {name}-context ; docker buildx rm {name}"
+    assert join(strategy(cfg, b.HYBRID).remove_command()) == (
+        f"docker context rm {name}-context ; docker buildx rm {name}")
 
 
 def test_inspect_and_info():
     cfg = config({"arch": "amd64"})
-    assert join(b.inspect(cfg, b.LOCAL)) == "docker buildx inspect kamal-local-docker-container"
-    assert join(b.remove(cfg, b.LOCAL)) == "docker buildx rm kamal-local-docker-container"
-    assert join(b.info(cfg, b.LOCAL)) == "docker context ls && docker buildx ls"
+    assert join(strategy(cfg, b.LOCAL).inspect_command()) == "docker buildx inspect kamal-local-docker-container"
+    assert join(strategy(cfg, b.LOCAL).remove_command()) == "docker buildx rm kamal-local-docker-container"
+    assert join(strategy(cfg, b.LOCAL).info_command()) == "docker context ls && docker buildx ls"
     cfg = config({"arch": "arm64", "remote": "ssh://app@1.1.1.5"})
-    assert join(b.inspect(cfg, b.REMOTE)) == (
+    assert join(strategy(cfg, b.REMOTE).inspect_command()) == (
         "docker buildx inspect kamal-remote-ssh---app-1-1-1-5 | "
         "grep -q Endpoint:.*kamal-remote-ssh---app-1-1-1-5-context"
         " && docker context inspect kamal-remote-ssh---app-1-1-1-5-context --format '{{.Endpoints.docker.Host}}'"
         " | grep -xq ssh://app@1.1.1.5 || (echo no compatible builder && exit 1)")
-    assert join(b.info(cfg, b.REMOTE)) == "docker context ls ; docker buildx ls"
-    assert join(b.remove(cfg, b.REMOTE)) == (
+    assert join(strategy(cfg, b.REMOTE).info_command()) == "docker context ls ; docker buildx ls"
+    assert join(strategy(cfg, b.REMOTE).remove_command()) == (
         "docker context rm kamal-remote-ssh---app-1-1-1-5-context ; docker buildx rm kamal-remote-ssh---app-1-1-1-5")
     assert b.MISSING_BUILDER.search("ERROR: no builder \"x\" found")
 
 
 def test_docker_check_and_login_rule():
     assert join(b.ensure_docker_installed()) == "docker --version && docker buildx version"
-    assert [b.login_locally(k) for k in b.KINDS] == [True, False, False, True, True]
-    assert b.push_env(b.HYBRID) == {"BUILDKIT_NO_CLIENT_TOKEN": "1"} and b.push_env(b.LOCAL) == {}
+    cfg = config({"arch": "amd64"})
+    assert [strategy(cfg, k).login_locally for k in b.KINDS] == [True, False, False, True, True]
+    assert strategy(cfg, b.HYBRID).build_env() == {"BUILDKIT_NO_CLIENT_TOKEN": "1"}
+    assert strategy(cfg, b.LOCAL).build_env() == {}
 
 
 # ----- without buildx -----
@@ -304,12 +325,14 @@ def test_plain_build():
       "sbom": False}, ["builder/cache", "builder/secrets", "builder/ssh", "builder/provenance", "builder/sbom"]),
 ])
 def test_buildx_only_settings(builder, needs):
-    assert b.buildx_only_settings(config(builder), b.LOCAL) == needs
+    assert strategy(config(builder), b.LOCAL).buildx_only_settings() == needs
 
 
 def test_buildx_only_kinds():
-    assert b.buildx_only_settings(config({"arch": "arm64", "remote": "ssh://a@h"}), b.REMOTE) == ["builder/remote"]
-    assert b.buildx_only_settings(config({"arch": "amd64", "driver": "cloud a/b"}), b.CLOUD) == ["builder/driver"]
+    remote = strategy(config({"arch": "arm64", "remote": "ssh://a@h"}), b.REMOTE)
+    assert remote.buildx_only_settings() == ["builder/remote"]
+    assert strategy(config({"arch": "amd64", "driver": "cloud a/b"}), b.CLOUD).buildx_only_settings() == [
+        "builder/driver"]
 
 
 # ----- 6.4: git-clone builds -----

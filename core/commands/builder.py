@@ -74,95 +74,47 @@ def _local_registry(config: Configuration) -> bool:
     return config.registry.local
 
 
-def _remote_suffix(config: Configuration) -> str:
+def remote_suffix(config: Configuration) -> str:
+    """The part of a remote or hybrid builder's name that says where it builds."""
     suffix = _NOT_NAME.sub("-", str(config.builder.remote or ""))
     return f"{suffix}-local-registry" if _local_registry(config) else suffix
 
 
-def name(config: Configuration, kind_: str) -> str | None:
-    """The buildx builder's name (``--builder``); None for pack and the ``docker`` driver."""
-    builder = config.builder
-    if kind_ == LOCAL:
-        if builder.docker_driver:
-            return None
-        return f"kamal-local{'-registry' if _local_registry(config) else ''}-{builder.driver}"
-    if kind_ == REMOTE:
-        return f"kamal-remote-{_remote_suffix(config)}"
-    if kind_ == HYBRID:
-        return f"kamal-hybrid-{builder.driver}-{_remote_suffix(config)}"
-    if kind_ == CLOUD:
-        return re.sub(r"[ /]", "-", builder.driver)
-    return None
+def context_name(builder_name: str) -> str:
+    return f"{builder_name}-context"
 
 
-def context_name(config: Configuration, kind_: str) -> str:
-    return f"{name(config, kind_)}-context"
-
-
-def _driver_opts(config: Configuration) -> list[str]:
+def driver_opts(config: Configuration) -> list[str]:
     # A builder container reaches a localhost registry only on the host network.
     return ["--driver-opt", "network=host"] if _local_registry(config) else []
 
 
-def _platform(arches: list[str]) -> list[str]:
+def platform(arches: list[str]) -> list[str]:
     return ["--platform", ",".join(f"linux/{arch}" for arch in arches)] if arches else []
 
 
-def _create_context(config: Configuration, kind_: str) -> Command:
-    builder_name, context = name(config, kind_), context_name(config, kind_)
-    return docker("context", "create", context, "--description", f"'{builder_name} host'",
+def create_context(config: Configuration, builder_name: str) -> Command:
+    """The Docker context of a builder on ``builder.remote`` (remote and hybrid builders)."""
+    return docker("context", "create", context_name(builder_name), "--description", f"'{builder_name} host'",
                   "--docker", f"'host={config.builder.remote}'")
 
 
-def create(config: Configuration, kind_: str, local_arch: str | None = None) -> Command | None:
-    """Create the buildx builder; None when there is none to create (pack, the ``docker`` driver)."""
-    builder = config.builder
-    builder_name = name(config, kind_)
-    if kind_ == LOCAL:
-        if builder_name is None:
-            return None
-        return docker("buildx", "create", "--name", builder_name, f"--driver={builder.driver}",
-                      _driver_opts(config))
-    if kind_ == REMOTE:
-        return chain(_create_context(config, kind_),
-                     docker("buildx", "create", "--name", builder_name, _driver_opts(config),
-                            context_name(config, kind_)))
-    if kind_ == HYBRID:
-        return combine(
-            docker("buildx", "create", _platform(builder.local_arches(local_arch)), "--name", builder_name,
-                   f"--driver={builder.driver}", _driver_opts(config)),
-            _create_context(config, kind_),
-            docker("buildx", "create", _platform(builder.remote_arches(local_arch)), "--append", "--name",
-                   builder_name, _driver_opts(config), context_name(config, kind_)))
-    if kind_ == CLOUD:
-        return docker("buildx", "create", "--driver", builder.driver)
-    return None
+def remove_with_context(builder_name: str) -> Command:
+    return chain(docker("context", "rm", context_name(builder_name)), docker("buildx", "rm", builder_name))
 
 
-def remove(config: Configuration, kind_: str) -> Command | None:
-    builder_name = name(config, kind_)
-    if builder_name is None:
-        return None
-    if kind_ in (REMOTE, HYBRID):
-        return chain(docker("context", "rm", context_name(config, kind_)), docker("buildx", "rm", builder_name))
-    return docker("buildx", "rm", builder_name)
+def inspect_with_context(config: Configuration, builder_name: str) -> Command:
+    """Fails when the builder is missing or its context points elsewhere (then it is made again)."""
+    context = context_name(builder_name)
+    return any_of(
+        combine(pipe(docker("buildx", "inspect", builder_name), ["grep", "-q", f"Endpoint:.*{context}"]),
+                pipe(docker("context", "inspect", context, "--format", ENDPOINT_HOST_FORMAT),
+                     ["grep", "-xq", str(config.builder.remote)])),
+        "(echo no compatible builder && exit 1)")
 
 
-def inspect(config: Configuration, kind_: str) -> Command | None:
-    """Fails when the builder is missing or points elsewhere (then it is made again); None: nothing to check."""
-    if kind_ == PACK:
-        return ["pack", "builder", "inspect", str(config.builder.pack_builder)]
-    builder_name = name(config, kind_)
-    if builder_name is None:
-        return None
-    if kind_ in (REMOTE, HYBRID):
-        context = context_name(config, kind_)
-        return any_of(
-            combine(pipe(docker("buildx", "inspect", builder_name), ["grep", "-q", f"Endpoint:.*{context}"]),
-                    pipe(docker("context", "inspect", context, "--format", ENDPOINT_HOST_FORMAT),
-                         ["grep", "-xq", str(config.builder.remote)])),
-            "(echo no compatible builder && exit 1)")
-    return docker("buildx", "inspect", builder_name)
+def pack_inspect(config: Configuration) -> Command:
+    return ["pack", "builder", "inspect", str(config.builder.pack_builder)]
 
 
 # What an inspect failure says when the builder only needs to be (re)made.
@@ -170,13 +122,13 @@ MISSING_BUILDER = re.compile(r"context not found|no builder|no compatible builde
 MISSING_BUILDER_WARNING = "Missing compatible builder, so creating a new one first"
 
 
-def info(config: Configuration, kind_: str) -> Command:
-    """``build details``: Docker's contexts and builders (pack: the pack builder)."""
-    if kind_ == PACK:
-        return ["pack", "builder", "inspect", str(config.builder.pack_builder)]
-    if kind_ in (REMOTE, HYBRID):
-        return chain(docker("context", "ls"), docker("buildx", "ls"))
+def info() -> Command:
+    """``build details``: Docker's contexts and builders."""
     return combine(docker("context", "ls"), docker("buildx", "ls"))
+
+
+def info_with_context() -> Command:
+    return chain(docker("context", "ls"), docker("buildx", "ls"))
 
 
 def ensure_docker_installed() -> Command:
@@ -185,15 +137,6 @@ def ensure_docker_installed() -> Command:
 
 def docker_version() -> Command:
     return docker("--version")
-
-
-def push_env(kind_: str) -> dict[str, str]:
-    return dict(REMOTE_BUILD_ENV) if kind_ in (REMOTE, HYBRID) else {}
-
-
-def login_locally(kind_: str) -> bool:
-    """Remote and hybrid builders push from the remote BuildKit, so the local login is skipped (as Kamal)."""
-    return kind_ not in (REMOTE, HYBRID)
 
 
 # ----- the build -----
@@ -209,21 +152,21 @@ def _tag_options(config: Configuration, tag_as_dirty: bool) -> list[str]:
 
 def cache_to(config: Configuration) -> str | None:
     cache = config.builder.cache
-    kind_, options = cache.get("type"), cache.get("options")
-    if kind_ == "gha":
+    cache_type, options = cache.get("type"), cache.get("options")
+    if cache_type == "gha":
         return ",".join(p for p in ("type=gha", options) if p)
-    if kind_ == "registry":
+    if cache_type == "registry":
         return ",".join(p for p in ("type=registry", f"ref={config.builder.cache_image_ref}", options) if p)
     return None
 
 
 def cache_from(config: Configuration) -> str | None:
     cache = config.builder.cache
-    kind_, options = cache.get("type"), cache.get("options")
-    if kind_ == "gha":
+    cache_type, options = cache.get("type"), cache.get("options")
+    if cache_type == "gha":
         kept = [part for part in str(options or "").split(",") if _GHA_FROM_OPTIONS.match(part)]
         return ",".join(["type=gha", *kept])
-    if kind_ == "registry":
+    if cache_type == "registry":
         return f"type=registry,ref={config.builder.cache_image_ref}"
     return None
 
@@ -264,25 +207,23 @@ def _build_options(config: Configuration) -> list[str]:
     return options
 
 
-def push(config: Configuration, kind_: str, *, local_arch: str | None = None, output: str = "registry",
-         no_cache: bool = False, tag_as_dirty: bool = False, secrets: Mapping[str, str] | None = None) -> Command:
-    """The build (and push, for output ``registry``) of the app image by the ``kind_`` builder.
-
-    ``secrets``: the builder secrets' values, for pack (buildx reads them from the environment).
-    """
+def buildx_build(config: Configuration, builder_name: str | None, *, output: str = "registry",
+                 no_cache: bool = False, tag_as_dirty: bool = False) -> Command:
+    """The build (and push, for output ``registry``) of the app image with buildx on ``builder_name``."""
     builder = config.builder
-    if kind_ == PACK:
-        return _pack(config, local_arch, output=output, no_cache=no_cache, tag_as_dirty=tag_as_dirty,
-                     secrets=secrets or {})
-    builder_name = name(config, kind_)
-    return docker("buildx", "build", f"--output=type={output}", _platform(builder.arches),
+    return docker("buildx", "build", f"--output=type={output}", platform(builder.arches),
                   ["--builder", builder_name] if builder_name else None,
                   _tag_options(config, tag_as_dirty), _build_options(config),
                   ["--no-cache"] if no_cache else None, builder.context, "2>&1")
 
 
-def _pack(config: Configuration, local_arch: str | None, *, output: str, no_cache: bool, tag_as_dirty: bool,
-          secrets: Mapping[str, str]) -> Command:
+def pack_build(config: Configuration, local_arch: str | None, *, output: str = "registry", no_cache: bool = False,
+               tag_as_dirty: bool = False, secrets: Mapping[str, str] | None = None) -> Command:
+    """The build by Cloud Native Buildpacks (``pack``), then ``docker push`` of both tags for output ``registry``.
+
+    ``secrets``: the builder secrets' values (pack takes them as ``--env``).
+    """
+    secrets = secrets or {}
     builder = config.builder
     arches = builder.local_arches(local_arch)
     buildpacks = [*builder.pack_buildpacks, PACK_LABELS_BUILDPACK]
@@ -302,14 +243,11 @@ def _pack(config: Configuration, local_arch: str | None, *, output: str, no_cach
 # ----- without buildx: the plain builder -----
 
 # Settings the plain `docker build` cannot honour, each with the builder key that asks for it.
-def buildx_only_settings(config: Configuration, kind_: str) -> list[str]:
-    """The builder keys of this configuration that need buildx (empty: the plain builder can build it)."""
+def buildx_only_settings(config: Configuration) -> list[str]:
+    """The builder keys of this configuration that need buildx whatever the strategy (a strategy adds its own:
+    ``builder/remote`` for remote builders, ``builder/driver`` for the cloud)."""
     builder = config.builder
     found = []
-    if kind_ in (REMOTE, HYBRID):
-        found.append("builder/remote")
-    if kind_ == CLOUD:
-        found.append("builder/driver")
     if len(builder.arches) > 1:
         found.append("builder/arch")
     for key in ("cache", "secrets", "ssh", "provenance", "sbom"):
@@ -328,7 +266,7 @@ def plain_build(config: Configuration, arch: str | None, *, no_cache: bool = Fal
     options += _dockerfile(config)
     if is_present(builder.target):
         options += argumentize("--target", builder.target)
-    return docker("build", _platform([arch] if arch else []), _tag_options(config, tag_as_dirty), options,
+    return docker("build", platform([arch] if arch else []), _tag_options(config, tag_as_dirty), options,
                   ["--no-cache"] if no_cache else None, builder.context, "2>&1")
 
 
@@ -366,7 +304,7 @@ def remote_builder(url: str) -> RemoteBuilder:
 
 def remote_plain_blockers(config: Configuration, output: str) -> list[str]:
     """What the plain build over SSH cannot do: the keys that need buildx (and a non-push ``--output``)."""
-    found = buildx_only_settings(config, LOCAL)
+    found = buildx_only_settings(config)
     if not config.builder.remote_is_ssh:
         found.insert(0, "builder/remote")
     if config.registry.local:
@@ -400,7 +338,7 @@ def remote_plain_build(config: Configuration, arch: str, *, no_cache: bool = Fal
     options += argumentize("--file", dockerfile_in_context(config))
     if is_present(builder.target):
         options += argumentize("--target", builder.target)
-    return docker("build", _platform([arch]), _tag_options(config, tag_as_dirty), options,
+    return docker("build", platform([arch]), _tag_options(config, tag_as_dirty), options,
                   ["--no-cache"] if no_cache else None, "-")
 
 

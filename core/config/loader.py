@@ -371,7 +371,7 @@ def _psych_time(value: str) -> Any:
 def load_configuration(options: GlobalOptions, hooks: Hooks) -> Configuration:
     from kamalpy.config.model import Configuration
 
-    raw = read_raw_config(options.config_file, options.destination)
+    raw = hooks.raw_config(options)  # config_loading: read_raw_config, unless a plugin has another source
     config = Configuration(
         raw,
         destination=options.destination,
