@@ -8,8 +8,9 @@ remote one with the remote host's ``docker build`` over SSH.
 
 ``build pull`` logs in on the app hosts (not for a local registry: their pulls reach it through SSH
 reverse port forwards instead). With several hosts, one host per distinct registry mirror pulls first to
-seed it. Each host then records the pull, drops its copy of the image, pulls it and checks its ``service``
-label.
+seed it. Each host then records the pull, pulls the image and checks its ``service`` label (without
+Kamal's ``docker image rm --force`` first, see kamalpy.commands.builder_pull). In a deploy, the first
+round trip to the primary host also checks the deploy lock (kamalpy.locking).
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ def _mirror_hosts(commander: Commander, hosts: list[str]) -> list[str]:
         return []
 
     def mirror(session: Session) -> str | None:
-        login = commander.registry_login_step(session.host)  # Kamal logs in first: same round trip
-        result = session.script([*([login] if login else []), Step(builder_pull.first_mirror(), check=False)])[-1]
+        first = commander.first_steps(session.host)  # the lock check, Kamal's login: same round trip
+        result = session.script([*first, Step(builder_pull.first_mirror(), check=False)])[-1]
         if not result.ok:
             if NO_MIRROR not in result.stderr + result.stdout:
                 raise CommandFailed(result)
@@ -91,11 +92,11 @@ def _pull_on(commander: Commander, hosts: list[str]) -> None:
     record = auditor.record(config, f"Pulled image with version {config.version}", performer=commander.performer)
 
     def work(session: Session) -> None:
-        # Kamal's commands in Kamal's order, in one round trip (the login only once per host and run).
-        login = commander.registry_login_step(session.host)
-        session.script([*([login] if login else []), Step(record, quiet=True),
-                        Step(builder_pull.clean(config), check=False), builder_pull.pull(config),
-                        builder_pull.validate_image(config)])
+        # Kamal's commands in Kamal's order, in one round trip (the login only once per host and run), but
+        # without Kamal's `docker image rm --force` first: of two deploys of one version, the one that then
+        # finds the lock held would remove the image the other has just pulled (docs/moving-from-kamal.md).
+        session.script([*commander.first_steps(session.host), Step(record, quiet=True),
+                        builder_pull.pull(config), builder_pull.validate_image(config)])
 
     commander.on(hosts, work)
 

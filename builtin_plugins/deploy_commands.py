@@ -1,6 +1,7 @@
 """Built-in plugin: the top-level flows ``setup``, ``deploy``, ``redeploy``, ``rollback``, ``remove``, ``details``.
 
-Each is Kamal 2.11's sequence (reference kamal.md §8.2): the image onto the servers (outside the lock),
+Each is Kamal 2.11's sequence (reference kamal.md §8.2): a read-only lock check sharing the first round
+trip, the image onto the servers (outside the lock),
 then under the deploy lock the pre-deploy hook, the proxy, stale containers, ``app boot`` and a
 best-effort prune; the post-deploy hook gets ``KAMAL_RUNTIME``.
 """
@@ -72,7 +73,8 @@ def deploy_flow(commander: Commander, *, skip_push: bool, redeploy: bool = False
     output = commander.output
     started = time.monotonic()
     commander.config.version  # noqa: B018 - the version is worked out once, before anything runs
-    deliver(commander, skip_push)
+    with commander.lock.checked():  # a held lock stops the deploy before the pull changes anything
+        deliver(commander, skip_push)
     with commander.lock.hold():
         commander.run_hook("pre-deploy", secrets=True)
         if not redeploy:

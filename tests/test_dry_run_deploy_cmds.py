@@ -185,9 +185,10 @@ def test_app_logs(dry):
 
 
 def _pull(host: str) -> list[tuple[str, str]]:
+    """Kamal's pull without its `docker image rm --force` first (kamalpy drops it on purpose: a deploy that
+    finds the lock held must not remove the image a running deploy pulled; docs/moving-from-kamal.md)."""
     image = "hub.docker.com/dhh/app:123"
-    return [audit(host, "Pulled image with version 123"), (host, f"docker image rm --force {image}"),
-            (host, f"docker pull {image}"),
+    return [audit(host, "Pulled image with version 123"), (host, f"docker pull {image}"),
             (host, f"docker inspect -f '{{{{ .Config.Labels.service }}}}' {image} | grep -x app || "
                    f"(echo \"Image {image} is missing the 'service' label\" && exit 1)")]
 
@@ -220,12 +221,19 @@ def _docker_run(host: str) -> str:
             f"{IMAGE}")
 
 
+# kamalpy's read-only lock check, on the primary host before anything else (in the login's round trip).
+LOCK_CHECK = "/usr/bin/env test ! -d .kamal/lock-app || (cat .kamal/lock-app/details | base64 -d; false)"
+
+
 def _deploy_trace(host: str, lock: bool) -> list[tuple[str, str]]:
     """What Kamal 2.11 runs on ``host`` for ``deploy -P`` (kamal.md 8.8), where kamalpy differs on purpose:
     one ``docker login`` per host and run (Kamal logs in again before booting the proxy), with the password
-    on stdin. The dry run knows no current version, so no old container is stopped."""
+    on stdin; a read-only lock check first, and no ``docker image rm --force`` before the pull (a deploy
+    that finds the lock held changes no server). The dry run knows no current version, so no old
+    container is stopped."""
     versions = f'docker ps {FILTERS} --format "{{{{.Names}}}}" | while read line; do echo ${{line#app-web-}}; done'
-    return [(host, "docker login hub.docker.com -u [REDACTED] --password-stdin"),
+    return [*([(host, LOCK_CHECK)] if lock else []),
+            (host, "docker login hub.docker.com -u [REDACTED] --password-stdin"),
             (host, "docker info --format '{{index .RegistryConfig.Mirrors 0}}'"), *_pull(host),
             (host, "/usr/bin/env mkdir -p .kamal"),
             *([(host, '/usr/bin/env mkdir .kamal/lock-app && echo "<B64>" > .kamal/lock-app/details')] if lock
@@ -299,3 +307,9 @@ def test_app_boot_uploads_error_pages_and_certificates_and_bridges_assets(dry, p
     deploy = next(line for line in found if "kamal-proxy deploy" in line)
     assert ('--tls-certificate-path="/home/kamal-proxy/.apps-config/app/tls/web/cert.pem"' in deploy
             and '--error-pages="/home/kamal-proxy/.apps-config/app/error_pages/999"' in deploy)
+
+
+def test_deploy_checks_the_lock_first_unless_it_waits_for_it(dry):
+    assert dry("deploy", "-P")[0] == f"{H1}\t{LOCK_CHECK}"  # before anything, in the first round trip
+    assert not [line for line in dry("deploy", "-P", "--lock-wait") if LOCK_CHECK in line]  # waits at the lock
+    assert not [line for line in dry("build", "pull") if LOCK_CHECK in line]  # not a deploy: no lock involved
