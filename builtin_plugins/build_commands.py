@@ -19,6 +19,7 @@ import contextlib
 import fnmatch
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -198,6 +199,26 @@ def _working_directory(path: str | None) -> Iterator[None]:
         os.chdir(previous)
 
 
+def private_directory(path: str) -> None:
+    """``path`` as a directory only this user can enter (0700), in a shared temporary directory.
+
+    The clone holds the app's source (and maybe secrets in it): others must not read it, nor prepare
+    the directory for us (a symlink or a directory of theirs would receive or alter what we build).
+    """
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise BuildError(f"Can't create the clone directory {path}: {error.strerror}") from error
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise BuildError(f"Can't use the clone directory {path}: it is not a directory of this user "
+                         "(remove it, or set TMPDIR to a private directory)")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+
+
 class Clone:
     """The git clone a default build runs in (kamal.md 6.4): made once, reset on later builds."""
 
@@ -234,7 +255,8 @@ class Clone:
     def _clone(self) -> None:
         self.commander.output.info(f"Cloning repo into build directory `{self.build_dir}`...")
         if not self.commander.dry_run:
-            os.makedirs(self.clone_dir, exist_ok=True)
+            private_directory(os.path.dirname(self.clone_dir))
+            private_directory(self.clone_dir)
         self.local.execute(commands.clone(self.clone_dir, self.root))
 
     def _reset(self) -> None:

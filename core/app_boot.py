@@ -147,8 +147,9 @@ def _prepare(commander: Commander, hosts: list[str]) -> None:
         for role in commander.specifics.roles_on(session.host):
             if role.running_proxy and role.proxy is not None and role.proxy.custom_ssl_certificate:
                 session.execute(app_proxy.create_tls_directory(role))
-                for path, secret in app_proxy.tls_files(role).items():
-                    session.upload(config.secrets[secret].encode(), path, 0o644)
+                for path, (secret, mode) in app_proxy.tls_files(role).items():
+                    session.upload(config.secrets[secret].encode(), path, mode)
+                commander.proxy.tls_key_uploaded(session, role)
             if role.assets:
                 session.execute(assets.extract_assets(role))
                 old = session.capture(app_commands.current_running_version(role), raise_on_non_zero=False).strip()

@@ -299,7 +299,9 @@ def test_app_boot_uploads_error_pages_and_certificates_and_bridges_assets(dry, p
                 f"{H1}\tupload\tupload {pages}/500.html mode 0700 (15 bytes)",
                 f"{H1}\t/usr/bin/env mkdir -p {tls}",
                 f"{H1}\tupload\tupload {tls}/cert.pem mode 0644 (4 bytes)",
-                f"{H1}\tupload\tupload {tls}/key.pem mode 0644 (3 bytes)",
+                f"{H1}\tupload\tupload {tls}/key.pem mode 0600 (3 bytes)",  # Kamal: 0644
+                f"{H1}\tdocker exec --user root kamal-proxy chown kamal-proxy:kamal-proxy "
+                "/home/kamal-proxy/.apps-config/app/tls/web/key.pem",  # kamal-proxy's user reads it
                 assets]
     assert found[:len(expected)] == expected
     run = next(line for line in found if "docker run" in line)
