@@ -125,7 +125,7 @@ class DeployLock:
             self.commander.on_primary(lambda s: s.execute(lock_commands.check(self.commander.config), quiet=True))
         except HostErrors as exc:
             failed = next(iter(exc.errors.values()))
-            if isinstance(failed, CommandFailed) and failed.result.stdout.strip():
+            if isinstance(failed, CommandFailed):  # the check fails only when the lock directory exists
                 self._found(failed.result.stdout.strip())
             raise
 

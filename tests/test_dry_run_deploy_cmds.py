@@ -315,3 +315,9 @@ def test_deploy_checks_the_lock_first_unless_it_waits_for_it(dry):
     assert dry("deploy", "-P")[0] == f"{H1}\t{LOCK_CHECK}"  # before anything, in the first round trip
     assert not [line for line in dry("deploy", "-P", "--lock-wait") if LOCK_CHECK in line]  # waits at the lock
     assert not [line for line in dry("build", "pull") if LOCK_CHECK in line]  # not a deploy: no lock involved
+
+
+def test_the_lock_check_goes_where_the_lock_is(dry):
+    # One host selected: it is the primary (the lock's host) too, so the check opens its first round trip.
+    found = dry("deploy", "-P", "-h", H2)
+    assert found[0] == f"{H2}\t{LOCK_CHECK}" and found[1].startswith(f"{H2}\tdocker login ")
