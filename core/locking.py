@@ -47,7 +47,9 @@ def _signals_interrupt() -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         raise Terminated(signum)
 
-    previous = {signum: signal.signal(signum, handler) for signum in RELEASING_SIGNALS}
+    # A signal ignored from the start stays ignored: `nohup kamalpy deploy` must survive the hangup.
+    previous = {signum: signal.signal(signum, handler) for signum in RELEASING_SIGNALS
+                if signal.getsignal(signum) is not signal.SIG_IGN}
     try:
         yield
     finally:
