@@ -133,13 +133,21 @@ def test_two_deploys_started_together_one_runs_the_other_finds_the_lock_and_chan
     print(f"losers stopped by the read-only check: {paths['check']}, by the lock's mkdir: {paths['mkdir']}")
 
 
+def _default_signals() -> None:
+    """The child takes SIGTERM/SIGHUP as a terminal would deliver them, even if this run ignores them (nohup):
+    kamalpy leaves a signal ignored at its start ignored."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_sigterm_and_sighup_release_the_lock_as_ctrl_c_does(project, signum):
     project.ok("deploy", "-P", "--version", "v1")
     project.hook_log.unlink()
     env = {**os.environ, **project.env(HOOK_SLEEP="30", HOOK_SLEEP_IN="pre-deploy")}
     proc = subprocess.Popen([KAMALPY, "deploy", "-P", "--version", "v2"], cwd=project.root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_default_signals)
     deadline = time.monotonic() + 60
     while "pre-deploy" not in (project.hook_log.read_text() if project.hook_log.exists() else ""):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
