@@ -8,8 +8,9 @@ remote one with the remote host's ``docker build`` over SSH.
 
 ``build pull`` logs in on the app hosts (not for a local registry: their pulls reach it through SSH
 reverse port forwards instead). With several hosts, one host per distinct registry mirror pulls first to
-seed it. Each host then records the pull, drops its copy of the image, pulls it and checks its ``service``
-label.
+seed it. Each host then records the pull, pulls the image and checks its ``service`` label (without
+Kamal's ``docker image rm --force`` first, see kamalpy.commands.builder_pull). In a deploy, the first
+round trip to the primary host also checks the deploy lock (kamalpy.locking).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -68,8 +70,8 @@ def _mirror_hosts(commander: Commander, hosts: list[str]) -> list[str]:
         return []
 
     def mirror(session: Session) -> str | None:
-        login = commander.registry_login_step(session.host)  # Kamal logs in first: same round trip
-        result = session.script([*([login] if login else []), Step(builder_pull.first_mirror(), check=False)])[-1]
+        first = commander.first_steps(session.host)  # the lock check, Kamal's login: same round trip
+        result = session.script([*first, Step(builder_pull.first_mirror(), check=False)])[-1]
         if not result.ok:
             if NO_MIRROR not in result.stderr + result.stdout:
                 raise CommandFailed(result)
@@ -89,11 +91,11 @@ def _pull_on(commander: Commander, hosts: list[str]) -> None:
     record = auditor.record(config, f"Pulled image with version {config.version}", performer=commander.performer)
 
     def work(session: Session) -> None:
-        # Kamal's commands in Kamal's order, in one round trip (the login only once per host and run).
-        login = commander.registry_login_step(session.host)
-        session.script([*([login] if login else []), Step(record, quiet=True),
-                        Step(builder_pull.clean(config), check=False), builder_pull.pull(config),
-                        builder_pull.validate_image(config)])
+        # Kamal's commands in Kamal's order, in one round trip (the login only once per host and run), but
+        # without Kamal's `docker image rm --force` first: of two deploys of one version, the one that then
+        # finds the lock held would remove the image the other has just pulled (docs/moving-from-kamal.md).
+        session.script([*commander.first_steps(session.host), Step(record, quiet=True),
+                        builder_pull.pull(config), builder_pull.validate_image(config)])
 
     commander.on(hosts, work)
 
@@ -183,6 +185,26 @@ def _working_directory(path: str | None) -> Iterator[None]:
         os.chdir(previous)
 
 
+def private_directory(path: str) -> None:
+    """``path`` as a directory only this user can enter (0700), in a shared temporary directory.
+
+    The clone holds the app's source (and maybe secrets in it): others must not read it, nor prepare
+    the directory for us (a symlink or a directory of theirs would receive or alter what we build).
+    """
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise BuildError(f"Can't create the clone directory {path}: {error.strerror}") from error
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise BuildError(f"Can't use the clone directory {path}: it is not a directory of this user "
+                         "(remove it, or set TMPDIR to a private directory)")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+
+
 class Clone:
     """The git clone a default build runs in (kamal.md 6.4): made once, reset on later builds."""
 
@@ -219,7 +241,8 @@ class Clone:
     def _clone(self) -> None:
         self.commander.output.info(f"Cloning repo into build directory `{self.build_dir}`...")
         if not self.commander.dry_run:
-            os.makedirs(self.clone_dir, exist_ok=True)
+            private_directory(os.path.dirname(self.clone_dir))
+            private_directory(self.clone_dir)
         self.local.execute(commands.clone(self.clone_dir, self.root))
 
     def _reset(self) -> None:

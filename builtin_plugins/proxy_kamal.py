@@ -77,6 +77,9 @@ class KamalProxyDriver(ProxyDriver):
             raise BootError(f"Failed to get endpoint for {role.name} on {session.host}, did the container boot?")
         session.execute(app_proxy.deploy(role, container_id))
 
+    def tls_key_uploaded(self, session: Session, role: Role) -> None:
+        session.execute(app_proxy.give_tls_key_to_proxy(role))
+
     def remove_app(self, session: Session, role: Role) -> None:
         session.execute(app_proxy.remove(role))
 

@@ -12,6 +12,8 @@ import hashlib
 import io
 import logging
 import os
+import posixpath
+import secrets
 import socket
 import stat
 import sys
@@ -20,6 +22,7 @@ import time
 from collections.abc import Callable
 
 import paramiko
+from paramiko.sftp import CMD_HANDLE, CMD_OPEN, SFTP_FLAG_CREATE, SFTP_FLAG_EXCL, SFTP_FLAG_WRITE
 
 from kamalpy.transport import CommandResult, Forward, SshSettings, TransportError
 
@@ -147,12 +150,27 @@ class ParamikoConnection:
             raise TransportError(self.host, f"upload of {remote_path} failed: {exc.strerror or exc}") from None
 
     def _upload(self, data: bytes, remote_path: str, mode: int) -> None:
+        """A new file, created with ``mode`` by the server's open(2) itself, then renamed over the target.
+
+        So a secret (0600) is never readable by others, not even while the file is empty, and a reader who
+        opened the previous file never sees the new content (a new inode); the target changes at once.
+        """
+        mode = stat.S_IMODE(mode)
+        directory, name = posixpath.split(remote_path)
+        temporary = posixpath.join(directory, f".{name}.kamalpy-{secrets.token_hex(6)}")
         with self.client.open_sftp() as sftp:
-            # Create with the final mode before writing, so a secret never sits world-readable.
-            with sftp.open(remote_path, "wb") as handle:
-                handle.chmod(stat.S_IMODE(mode))
-                handle.write(data)
-            sftp.chmod(remote_path, stat.S_IMODE(mode))
+            with create_file(sftp, temporary, mode) as handle:
+                try:
+                    handle.chmod(mode)  # the server's umask may have cleared bits of a wider mode
+                    handle.write(data)
+                except BaseException:
+                    _remove_quietly(sftp, temporary)
+                    raise
+            try:
+                sftp.posix_rename(temporary, remote_path)
+            except OSError:
+                _remove_quietly(sftp, temporary)
+                raise
 
     def forward_remote(self, remote_port: int, local_host: str, local_port: int) -> Forward:
         transport = self.client.get_transport()
@@ -283,3 +301,28 @@ class ParamikoTransport:
             auth["pkey"] = _load_pkey(settings.key_data[0])
         return auth
 
+
+# ----- SFTP -----
+
+CREATE_FLAGS = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL  # a new file, never an existing one
+
+
+def create_file(sftp: paramiko.SFTPClient, path: str, mode: int) -> paramiko.SFTPFile:
+    """Open a new file for writing, created with ``mode`` (the OPEN request carries it).
+
+    ``SFTPClient.open`` sends no permissions, so the server creates the file with its default mode
+    (0644 under the usual umask) and a chmod comes only after: a window in which others may open it.
+    """
+    attributes = paramiko.SFTPAttributes()
+    attributes.st_mode = mode
+    kind, message = sftp._request(CMD_OPEN, path, CREATE_FLAGS, attributes)  # noqa: SLF001 - no public API
+    if kind != CMD_HANDLE or message is None:
+        raise paramiko.SFTPError("Expected handle")
+    return paramiko.SFTPFile(sftp, message.get_binary(), "wb")
+
+
+def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:
+    try:
+        sftp.remove(path)
+    except (OSError, paramiko.SSHException):
+        pass

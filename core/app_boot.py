@@ -181,8 +181,9 @@ def _prepare(commander: Commander, hosts: list[str]) -> None:
         for role in commander.specifics.roles_on(session.host):
             if role.running_proxy and role.proxy is not None and role.proxy.custom_ssl_certificate:
                 session.execute(app_proxy.create_tls_directory(role))
-                for path, secret in app_proxy.tls_files(role).items():
-                    session.upload(config.secrets[secret].encode(), path, 0o644)
+                for path, (secret, mode) in app_proxy.tls_files(role).items():
+                    session.upload(config.secrets[secret].encode(), path, mode)
+                commander.proxy.tls_key_uploaded(session, role)
             if role.assets:
                 session.execute(assets.extract_assets(role))
                 old = session.capture(app_commands.current_running_version(role), raise_on_non_zero=False).strip()
@@ -226,7 +227,10 @@ class RoleBoot:
         return self.commander.audit(line, role=self.role.name)
 
     def run(self) -> None:
-        old_version = self._old_version_renamed_if_clashing()
+        try:
+            old_version = self._old_version_renamed_if_clashing()
+        except KamalpyError as error:  # e.g. the host went away (SSH, Docker) since the last step
+            raise self._failed(error) from error
         if self.queuer:
             self._wait_at_barrier()
         try:
@@ -235,10 +239,12 @@ class RoleBoot:
             self.commander.output.error(f"Failed to boot {self.role.name} on {self.host}")
             if self.gatekeeper and self.barrier.close():  # type: ignore[union-attr]
                 self._report_failure()
-            self.session.execute(app_commands.stop(self.role, self.version), raise_on_non_zero=False)
+            try:
+                self.session.execute(app_commands.stop(self.role, self.version), raise_on_non_zero=False)
+            except KamalpyError:
+                pass  # the host itself failed (no SSH, no Docker): the error below says so
             if isinstance(error, KamalpyError):
-                detail = str(error).removeprefix(f"{self.host}: ")
-                raise BootError(f"{self.host}: Failed to boot {self.role.name}: {detail}") from error
+                raise self._failed(error) from error
             raise
         if self.gatekeeper and self.barrier.open():  # type: ignore[union-attr]
             self.commander.output.info(f"First {self.role.name} container is healthy on {self.host}, "
@@ -261,6 +267,11 @@ class RoleBoot:
             if old == self.version:
                 old = renamed  # the running container now has the new name
         return old
+
+    def _failed(self, error: KamalpyError) -> BootError:
+        """``<host>: Failed to boot <role>: <reason>``: the host and the step, for any failure of the boot."""
+        detail = str(error).removeprefix(f"{self.host}: ")
+        return BootError(f"{self.host}: Failed to boot {self.role.name}: {detail}")
 
     def _wait_at_barrier(self) -> None:
         primary = self.config.primary_role_name

@@ -211,6 +211,11 @@ class Commander:
             self._logged_in.add(host)
         return self.registry.login_step()
 
+    def first_steps(self, host: str) -> list[Step]:
+        """What the first round trip of a pull to ``host`` sends first: a pending lock check, the login."""
+        login = self.registry_login_step(host)
+        return [*self.lock.first_steps(host), *([login] if login else [])]
+
     def on_primary(self, work: Callable[[Session], T]) -> T:
         # Through self.on so that the pre-connect hook also runs before a primary-only first connection.
         return self.on([self.primary_host], work)[self.primary_host]

@@ -40,3 +40,13 @@ class HostErrors(KamalpyError):
         else:
             message = f"Exceptions on {len(lines)} hosts: " + "; ".join(lines)
         super().__init__(message)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP while the deploy lock is held: unwinds like Ctrl-C (the lock is released)."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(f"Terminated by {signal.Signals(signum).name}")
+        self.exit_code = 128 + signum

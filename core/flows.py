@@ -7,7 +7,8 @@ checks that every step it needs is offered, so that a disabled plugin stops it b
 server, with one line naming the missing step; a step that is optional (the prune, accessories) is
 left out instead. The built-in ``deploy_commands`` plugin only registers the CLI commands.
 
-Deploy: the image onto the servers (outside the lock), then under the deploy lock the pre-deploy hook,
+Deploy: a read-only lock check sharing the first round trip, the image onto the servers (outside the lock),
+then under the deploy lock the pre-deploy hook,
 the proxy, stale containers, the boot and a best-effort prune; the post-deploy hook gets
 ``KAMAL_RUNTIME``.
 """
@@ -107,7 +108,8 @@ def deploy(commander: Commander, *, skip_push: bool, redeploy: bool = False, boo
         flow = Flow(commander, "redeploy" if redeploy else "deploy", *deploy_steps(skip_push, redeploy, False))
         _check_capabilities(commander, boot=True, proxy=True, registry=True, build=not skip_push)
     commander.config.version  # noqa: B018 - the version is worked out once, before anything runs
-    deliver(commander, flow, skip_push)
+    with commander.lock.checked():  # a held lock stops the deploy before the pull changes anything
+        deliver(commander, flow, skip_push)
     with commander.lock.hold():
         commander.run_hook("pre-deploy", secrets=True)
         if not redeploy:

@@ -2,34 +2,66 @@
 
 Nested uses share one lock, and a process started with ``KAMAL_LOCK=true`` (a kamal or kamalpy run
 from a hook of a run that holds the lock) treats it as held. ``--lock-wait`` polls for it.
+
+A deploy checks the lock read-only before it pulls (:meth:`DeployLock.checked`), in the pull's first
+round trip to the primary host, so that a deploy that finds the lock held changes no server. SIGTERM and
+SIGHUP while the lock is held end the run as Ctrl-C does: the lock is released on the way out.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from kamalpy.commands import lock as lock_commands
 from kamalpy.commands import server as server_commands
-from kamalpy.errors import HostErrors, KamalpyError
+from kamalpy.errors import HostErrors, KamalpyError, Terminated
+from kamalpy.execution import Step
+from kamalpy.transport import CommandFailed
 
 if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.commander import Commander
 
 LOCK_ENV = "KAMAL_LOCK"
+FOUND = "Deploy lock found. Run 'kamalpy lock help' for more information"  # Kamal's text, then our hint
+RELEASING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 class LockError(KamalpyError):
     pass
 
 
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise :class:`Terminated` (a KeyboardInterrupt) so that the lock is released."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Terminated(signum)
+
+    # A signal ignored from the start stays ignored: `nohup kamalpy deploy` must survive the hangup.
+    previous = {signum: signal.signal(signum, handler) for signum in RELEASING_SIGNALS
+                if signal.getsignal(signum) is not signal.SIG_IGN}
+    try:
+        yield
+    finally:
+        for signum, action in previous.items():
+            signal.signal(signum, action)
+
+
 class DeployLock:
     def __init__(self, commander: Commander) -> None:
         self.commander = commander
         self.holding = os.environ.get(LOCK_ENV) == "true"
+        self._pending: str | None = None  # the primary host, while a read-only check waits for its round trip
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
@@ -37,16 +69,79 @@ class DeployLock:
         if self.holding:
             yield
             return
-        self.acquire(lock_commands.AUTOMATIC_MESSAGE, say="Acquiring the deploy lock...")
+        with _signals_interrupt():
+            self.acquire(lock_commands.AUTOMATIC_MESSAGE, say="Acquiring the deploy lock...")
+            try:
+                yield
+            except BaseException:
+                try:
+                    self.release()
+                except KamalpyError as exc:
+                    self.commander.output.error(f"Error releasing the deploy lock: {exc}")
+                raise
+            self.release()
+
+    @contextlib.contextmanager
+    def checked(self) -> Iterator[None]:
+        """Fail with "Deploy lock found" before the block changes anything if someone holds the lock.
+
+        The check rides on the block's first round trip to the primary host (see :meth:`first_steps`);
+        if the block never reaches the primary, it is a round trip of its own, made first.
+        """
+        commander = self.commander
+        if self.holding or commander.run.options.lock_wait:  # --lock-wait: wait at the lock, not stop here
+            yield
+            return
+        primary = commander.primary_host
+        if primary not in commander.specifics.app_hosts:
+            self._check()
+            yield
+            return
+        self._pending = primary
         try:
             yield
-        except BaseException:
-            try:
-                self.release()
-            except KamalpyError as exc:
-                self.commander.output.error(f"Error releasing the deploy lock: {exc}")
+        except HostErrors as exc:
+            failed = exc.errors.get(primary)
+            if isinstance(failed, CommandFailed) and failed.result.command == self._check_shown():
+                self._found(failed.result.stdout.strip())
             raise
-        self.release()
+        finally:
+            unsent, self._pending = self._pending, None
+        if unsent:
+            self._check()
+
+    def first_steps(self, host: str) -> list[Step]:
+        """The read-only check :meth:`checked` waits to send, for the first round trip to ``host``."""
+        if host != self._pending:
+            return []
+        self._pending = None
+        return [Step(lock_commands.check(self.commander.config), quiet=True)]
+
+    def _check_shown(self) -> str:
+        from kamalpy.commands.base import render
+
+        return render(lock_commands.check(self.commander.config), None, redact=True)
+
+    def _check(self) -> None:
+        try:
+            self.commander.on_primary(lambda s: s.execute(lock_commands.check(self.commander.config), quiet=True))
+        except HostErrors as exc:
+            failed = next(iter(exc.errors.values()))
+            if isinstance(failed, CommandFailed):  # the check fails only when the lock directory exists
+                self._found(failed.result.stdout.strip())
+            raise
+
+    def _found(self, details: str) -> None:
+        self.commander.output.error("Deploy lock already in place!")
+        self.commander.output.error(details)
+        raise LockError(self.found_message())
+
+    def found_message(self) -> str:
+        """Kamal's words first; then how to clear a lock that a killed deploy left behind."""
+        destination = self.commander.config.destination
+        release = "kamalpy lock release" + (f" -d {destination}" if destination else "")
+        return (f"{FOUND} (no deploy running? A killed deploy leaves its lock: "
+                f"check with 'kamalpy lock status', clear it with '{release}')")
 
     def ensure_run_directory(self) -> None:
         self.commander.on(self.commander.hosts, lambda s: s.execute(server_commands.ensure_run_directory()))
@@ -64,9 +159,7 @@ class DeployLock:
             if say:
                 commander.output.say(say)
             if not self._try_acquire(message):
-                commander.output.error("Deploy lock already in place!")
-                commander.output.error(self.status_text())
-                raise LockError("Deploy lock found. Run 'kamalpy lock help' for more information")
+                self._found(self.status_text())
         self.holding = True
 
     def _try_acquire(self, message: str) -> bool:

@@ -104,6 +104,9 @@ class ProxyDriver:
         """
         raise NotImplementedError
 
+    def tls_key_uploaded(self, session: Session, role: Role) -> None:
+        """The role's custom TLS key was uploaded (mode 0600, owned by the SSH user): let the proxy read it."""
+
     def stop_args(self, role: Role) -> list[str]:
         """``docker stop`` options for the role's old container once :meth:`deploy` has returned.
 

@@ -185,9 +185,10 @@ def test_app_logs(dry):
 
 
 def _pull(host: str) -> list[tuple[str, str]]:
+    """Kamal's pull without its `docker image rm --force` first (kamalpy drops it on purpose: a deploy that
+    finds the lock held must not remove the image a running deploy pulled; docs/moving-from-kamal.md)."""
     image = "hub.docker.com/dhh/app:123"
-    return [audit(host, "Pulled image with version 123"), (host, f"docker image rm --force {image}"),
-            (host, f"docker pull {image}"),
+    return [audit(host, "Pulled image with version 123"), (host, f"docker pull {image}"),
             (host, f"docker inspect -f '{{{{ .Config.Labels.service }}}}' {image} | grep -x app || "
                    f"(echo \"Image {image} is missing the 'service' label\" && exit 1)")]
 
@@ -220,12 +221,19 @@ def _docker_run(host: str) -> str:
             f"{IMAGE}")
 
 
+# kamalpy's read-only lock check, on the primary host before anything else (in the login's round trip).
+LOCK_CHECK = "/usr/bin/env test ! -d .kamal/lock-app || (cat .kamal/lock-app/details | base64 -d; false)"
+
+
 def _deploy_trace(host: str, lock: bool) -> list[tuple[str, str]]:
     """What Kamal 2.11 runs on ``host`` for ``deploy -P`` (kamal.md 8.8), where kamalpy differs on purpose:
     one ``docker login`` per host and run (Kamal logs in again before booting the proxy), with the password
-    on stdin. The dry run knows no current version, so no old container is stopped."""
+    on stdin; a read-only lock check first, and no ``docker image rm --force`` before the pull (a deploy
+    that finds the lock held changes no server). The dry run knows no current version, so no old
+    container is stopped."""
     versions = f'docker ps {FILTERS} --format "{{{{.Names}}}}" | while read line; do echo ${{line#app-web-}}; done'
-    return [(host, "docker login hub.docker.com -u [REDACTED] --password-stdin"),
+    return [*([(host, LOCK_CHECK)] if lock else []),
+            (host, "docker login hub.docker.com -u [REDACTED] --password-stdin"),
             (host, "docker info --format '{{index .RegistryConfig.Mirrors 0}}'"), *_pull(host),
             (host, "/usr/bin/env mkdir -p .kamal"),
             *([(host, '/usr/bin/env mkdir .kamal/lock-app && echo "<B64>" > .kamal/lock-app/details')] if lock
@@ -291,7 +299,9 @@ def test_app_boot_uploads_error_pages_and_certificates_and_bridges_assets(dry, p
                 f"{H1}\tupload\tupload {pages}/500.html mode 0700 (15 bytes)",
                 f"{H1}\t/usr/bin/env mkdir -p {tls}",
                 f"{H1}\tupload\tupload {tls}/cert.pem mode 0644 (4 bytes)",
-                f"{H1}\tupload\tupload {tls}/key.pem mode 0644 (3 bytes)",
+                f"{H1}\tupload\tupload {tls}/key.pem mode 0600 (3 bytes)",  # Kamal: 0644
+                f"{H1}\tdocker exec --user root kamal-proxy chown kamal-proxy:kamal-proxy "
+                "/home/kamal-proxy/.apps-config/app/tls/web/key.pem",  # kamal-proxy's user reads it
                 assets]
     assert found[:len(expected)] == expected
     run = next(line for line in found if "docker run" in line)
@@ -299,3 +309,15 @@ def test_app_boot_uploads_error_pages_and_certificates_and_bridges_assets(dry, p
     deploy = next(line for line in found if "kamal-proxy deploy" in line)
     assert ('--tls-certificate-path="/home/kamal-proxy/.apps-config/app/tls/web/cert.pem"' in deploy
             and '--error-pages="/home/kamal-proxy/.apps-config/app/error_pages/999"' in deploy)
+
+
+def test_deploy_checks_the_lock_first_unless_it_waits_for_it(dry):
+    assert dry("deploy", "-P")[0] == f"{H1}\t{LOCK_CHECK}"  # before anything, in the first round trip
+    assert not [line for line in dry("deploy", "-P", "--lock-wait") if LOCK_CHECK in line]  # waits at the lock
+    assert not [line for line in dry("build", "pull") if LOCK_CHECK in line]  # not a deploy: no lock involved
+
+
+def test_the_lock_check_goes_where_the_lock_is(dry):
+    # One host selected: it is the primary (the lock's host) too, so the check opens its first round trip.
+    found = dry("deploy", "-P", "-h", H2)
+    assert found[0] == f"{H2}\t{LOCK_CHECK}" and found[1].startswith(f"{H2}\tdocker login ")

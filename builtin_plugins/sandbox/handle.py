@@ -95,9 +95,18 @@ class Sandbox:
 
         Returns the repository; deploy with ``service: SERVICE``, ``image: IMAGE`` and ``-P``.
         """
+        from kamalpy.builtin_plugins.sandbox import hostdocker
         from kamalpy.builtin_plugins.sandbox import images as sandbox_images
 
-        return sandbox_images.service_images(client_env(self.spec), self.registry, image or service, service)
+        if hostdocker.trusts(self.spec):
+            return sandbox_images.service_images(client_env(self.spec), self.registry, image or service, service)
+        # The host dockerd was started by another sandbox without trusting this registry (as in `up`):
+        # build on server 1, which trusts it, and untag there what was made so that no test sees it.
+        env = self.docker_env(1)
+        repository = sandbox_images.service_images(env, self.registry, image or service, service)
+        system.run(["docker", "image", "rm", *(f"{repository}:{v}" for v in sandbox_images.APP_VERSIONS)],
+                   env=env, check=False)
+        return repository
 
     def local_registry_image(self) -> str:
         """The local registry image (``registry.local_image``) in the sandbox registry, made and pushed when

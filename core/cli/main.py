@@ -16,7 +16,7 @@ import click
 
 from kamalpy import __version__
 from kamalpy.cli.base import CONTEXT_SETTINGS, KamalpyCommand, KamalpyGroup, Run
-from kamalpy.errors import KamalpyError
+from kamalpy.errors import KamalpyError, Terminated
 
 MAX_ALIAS_DEPTH = 10
 
@@ -142,18 +142,23 @@ def main(args: Sequence[str] | None = None, standalone: bool = True) -> int:
         code = result if isinstance(result, int) else 0
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("Aborted!", err=True)
-        code = 1
+    except click.exceptions.Abort as exc:
+        cause = exc.__context__  # click turns KeyboardInterrupt into Abort; SIGTERM/SIGHUP keep their name
+        if isinstance(cause, Terminated):
+            click.echo(f"ERROR: {cause}", err=True)
+            code = cause.exit_code
+        else:
+            click.echo("Aborted!", err=True)
+            code = 1
     except click.ClickException as exc:
         click.echo(f"ERROR: {_one_line(exc.format_message())}", err=True)
         code = 1
     except KamalpyError as exc:
         click.echo(f"ERROR: {_one_line(str(exc))}", err=True)
         code = exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("ERROR: Interrupted", err=True)
-        code = 130
+    except KeyboardInterrupt as exc:  # also SIGTERM/SIGHUP under the deploy lock (kamalpy.errors.Terminated)
+        click.echo(f"ERROR: {exc or 'Interrupted'}", err=True)
+        code = exc.exit_code if isinstance(exc, Terminated) else 130
     except Exception as exc:  # the promise is "no traceback": show one with -v only
         if verbose:
             import traceback

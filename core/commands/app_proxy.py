@@ -94,11 +94,23 @@ def create_tls_directory(role: Role) -> Command:
     return make_directory(tls_directory(role.config, role.name))
 
 
-def tls_files(role: Role) -> dict[str, str]:
-    """``{host path: secret name}`` of the role's custom certificate and key (empty without them)."""
+TLS_CERTIFICATE_MODE, TLS_KEY_MODE = 0o644, 0o600  # Kamal uploads both 0644; a private key stays private
+TLS_KEY = "key.pem"
+
+
+def tls_files(role: Role) -> dict[str, tuple[str, int]]:
+    """``{host path: (secret name, mode)}`` of the role's custom certificate and key (empty without them)."""
     proxy = _role_proxy(role)
     if not proxy.custom_ssl_certificate:
         return {}
     directory = tls_directory(role.config, role.name)
-    return {file_join(directory, "cert.pem"): str(proxy.certificate_pem_secret),
-            file_join(directory, "key.pem"): str(proxy.private_key_pem_secret)}
+    return {file_join(directory, "cert.pem"): (str(proxy.certificate_pem_secret), TLS_CERTIFICATE_MODE),
+            file_join(directory, TLS_KEY): (str(proxy.private_key_pem_secret), TLS_KEY_MODE)}
+
+
+def give_tls_key_to_proxy(role: Role) -> Command:
+    """kamal-proxy runs as its own non-root user: the 0600 key becomes that user's (root chowns, in the container)."""
+    key = file_join(tls_container_directory(role.config, role.name), TLS_KEY)
+    return docker("exec", "--user", "root", PROXY_CONTAINER, "chown", "kamal-proxy:kamal-proxy", key)
+
+

@@ -1,8 +1,9 @@
 """Pulling the app image on the servers (``build pull``, reference section 6.6).
 
-Each host drops its copy of the image first (``--force``; a missing image is fine), pulls it, then checks
-that it carries the ``service`` label every Kamal image is built with: without it ``prune`` and the
-container filters would not find what this deploy starts.
+Each host pulls the image, then checks that it carries the ``service`` label every Kamal image is built
+with: without it ``prune`` and the container filters would not find what this deploy starts. Kamal first
+drops the host's copy (``docker image rm --force``); kamalpy does not, since a deploy that then finds the
+lock held would have removed the image a running deploy pulled (docs/moving-from-kamal.md).
 """
 
 from __future__ import annotations
@@ -15,11 +16,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.config.model import Configuration
 
 MIRROR_FORMAT = "--format '{{index .RegistryConfig.Mirrors 0}}'"
-
-
-def clean(config: Configuration) -> Command:
-    """Remove the image (callers ignore the error when it is not there)."""
-    return docker("image", "rm", "--force", config.absolute_image)
 
 
 def pull(config: Configuration) -> Command:

@@ -12,13 +12,13 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kamalpy.commands.base import Command, combine, file_join, iso8601, pipe, write
+from kamalpy.commands.base import Command, any_of, combine, file_join, iso8601, join, pipe, write
 from kamalpy.commands.server import ensure_run_directory
 
 if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.config.model import Configuration
 
-__all__ = ["AUTOMATIC_MESSAGE", "LockDetails", "acquire", "decode_details", "encode64", "ensure_run_directory",
+__all__ = ["AUTOMATIC_MESSAGE", "LockDetails", "acquire", "check", "decode_details", "encode64", "ensure_run_directory",
            "lock_details", "lock_details_file", "lock_dir", "parse_details", "release", "status"]
 
 AUTOMATIC_MESSAGE = "Automatic deploy lock"
@@ -45,6 +45,12 @@ def status(config: Configuration) -> Command:
     """Fails when there is no lock; prints the decoded details when there is."""
     return combine(write(["stat", lock_dir(config)], "/dev/null"),
                    pipe(["cat", lock_details_file(config)], ["base64", "-d"]))
+
+
+def check(config: Configuration) -> Command:
+    """Read-only: succeeds when there is no lock; when there is, prints the decoded details and fails."""
+    return any_of(["test", "!", "-d", lock_dir(config)],
+                  f"({join(pipe(['cat', lock_details_file(config)], ['base64', '-d']))}; false)")
 
 
 def acquire(config: Configuration, message: str, version: str, *, locked_by: str,
