@@ -81,7 +81,7 @@ class Project:
     password: the arguments of each local ``docker`` process (a shim on PATH) and each command sent to the
     servers (the ``recording`` transport); :meth:`run` checks neither they nor the output contain it."""
 
-    def __init__(self, root: Path, sandbox, docker_config: Path, registry: dict | None = None) -> None:
+    def __init__(self, root: Path, sandbox, registry: dict | None = None) -> None:
         self.root, self.sandbox = root, sandbox
         self.service = f"bx{secrets.token_hex(3)}"
         # The sandbox registry takes any login: a password found nowhere else, so a leak cannot hide.
@@ -91,11 +91,12 @@ class Project:
                        "registry": self.registry, "builder": {"arch": "amd64"}}
         records = root.parent / f"{self.service}-records"  # outside the repository (its status stays clean)
         (records / "bin").mkdir(parents=True)
+        (records / "docker-config").mkdir()  # this project's own docker logins
         shim = records / "bin" / "docker"
         shim.write_text(DOCKER_SHIM.format(docker=shutil.which("docker")))
         shim.chmod(0o755)
         self.argv_log, self.command_log = records / "docker-argv.log", records / "commands.log"
-        self.env = {"DOCKER_CONFIG": str(docker_config), "KAMAL_LOCK": "false",
+        self.env = {"DOCKER_CONFIG": str(records / "docker-config"), "KAMAL_LOCK": "false",
                     "PATH": f"{records / 'bin'}{os.pathsep}{os.environ['PATH']}",
                     "DOCKER_ARGV_LOG": str(self.argv_log),
                     "KAMALPY_PLUGINS": "recording_transport", "KAMALPY_TRANSPORT": "recording",
@@ -158,20 +159,6 @@ class Project:
                                 capture_output=True, text=True).stdout.split()
         if images:
             subprocess.run(["docker", "rmi", "--force", *images], capture_output=True)
-
-
-@pytest.fixture
-def docker_config(tmp_path):
-    path = tmp_path / "docker-config"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def project(tmp_path, sandbox, docker_config):
-    made = Project(tmp_path / "app", sandbox, docker_config)
-    yield made
-    made.cleanup()
 
 
 def one_error(result: Result) -> str:
@@ -273,8 +260,8 @@ def password_registry(tmp_path):
         proc.wait(timeout=10)
 
 
-def test_registry_auth_failure(tmp_path, sandbox, docker_config, password_registry):
-    project = Project(tmp_path / "app", sandbox, docker_config,
+def test_registry_auth_failure(tmp_path, sandbox, password_registry):
+    project = Project(tmp_path / "app", sandbox,
                       registry={"server": password_registry, "username": "sandbox", "password": "wrong-pw"})
     result = project.run("build", "push")
     line = one_error(result)
@@ -283,11 +270,11 @@ def test_registry_auth_failure(tmp_path, sandbox, docker_config, password_regist
     assert "docker build" not in result.out  # refused before anything was built
 
 
-def test_third_party_strategy(tmp_path, sandbox, docker_config):
+def test_third_party_strategy(tmp_path, sandbox):
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "retag_builder.py").write_text(PLUGIN)
-    project = Project(tmp_path / "app", sandbox, docker_config)
+    project = Project(tmp_path / "app", sandbox)
     project.config["builder"]["strategy"] = "retag"
     project.write()
     project.commit()
