@@ -109,7 +109,12 @@ def test_remote_builder_without_buildx(kamalpy, project, monkeypatch):
     # Without buildx the remote builder builds on its host with the plain `docker build` over SSH.
     assert result.code == 0, result.err
     assert "building on 1.1.1.5" in result.err
-    assert any(line.startswith("1.1.1.5\tdocker build ") and line.endswith(" -") for line in result.out.splitlines())
+    on_builder = [line for line in result.out.splitlines() if line.startswith("1.1.1.5\tdocker ")]
+    assert on_builder == [
+        "1.1.1.5\tdocker login -u [REDACTED] --password-stdin",
+        '1.1.1.5\tdocker build --platform linux/arm64 -t dhh/app:123 -t dhh/app:latest --label service="app" '
+        "--file Dockerfile -",
+        "1.1.1.5\tdocker push dhh/app:123", "1.1.1.5\tdocker push dhh/app:latest"]
 
 
 def test_remote_builder_skips_local_login(kamalpy, project):

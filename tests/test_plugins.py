@@ -40,6 +40,7 @@ def test_later_plugin_wins_a_strategy_name():
     pm = build_plugin_manager(load_entry_points=False)
     hooks = Hooks(pm)
     builtin = hooks.secret_adapters().get("test")
+    assert builtin is not None  # there is a built-in of that name to override
     pm.register(_Override(), name="override")
     assert hooks.secret_adapters()["test"] is _Adapter
     assert builtin is not _Adapter
