@@ -375,8 +375,29 @@ def test_bad_options(fails):
 
 # ----- boot -----
 
-def test_boot_dry_run(dry, kamalpy):
-    pytest.importorskip("kamalpy.app_boot")
-    found = dry("app", "boot", "--version", "999")
-    assert any(line.startswith(f"{H1}\tdocker run --detach --restart unless-stopped --name app-web-999 ")
-               for line in found), found
+def _booted(host: str, role: str, cmd: str = "") -> list[str]:
+    """Kamal's boot of one role on one host with no container running (7.2 #5, #9, #12, #13)."""
+    name = f"app-{role}-999"
+    run = (f"docker run --detach --restart unless-stopped --name {name} --network kamal "
+           f"--hostname {host}-<12hex> --env KAMAL_CONTAINER_NAME=\"{name}\" --env KAMAL_VERSION=\"999\" "
+           f"--env KAMAL_HOST=\"{host}\" --env-file .kamal/apps/app/env/roles/{role}.env --log-opt max-size=\"10m\" "
+           f"--label service=\"app\" --label role=\"{role}\" --label destination dhh/app:999{cmd}")
+    lookup = f"docker container ls --all --filter 'name=^{name}$' --quiet"
+    # A proxied role is deployed to kamal-proxy; another one is waited for by its container state.
+    ready = ([(host, lookup), (host, PROXY_DEPLOY)] if role == "web" else
+             [(host, lookup + " | xargs docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}"
+                              "{{else}}{{.State.Status}}{{end}}'")])
+    return lines((host, lookup), (host, version_of(role)), audit(host, "Booted app version 999", role),
+                 (host, "/usr/bin/env mkdir -p .kamal/apps/app/env/roles"),
+                 (host, f"upload\tupload .kamal/apps/app/env/roles/{role}.env mode 0600 (1 bytes)"),
+                 (host, run), *ready)
+
+
+def test_boot_dry_run(dry):
+    found = [re.sub(r"(--hostname \S+)-[0-9a-f]{12} ", r"\1-<12hex> ", line)
+             for line in dry("app", "boot", "--version", "999")]
+    tag = [(host, "docker tag dhh/app:999 dhh/app:latest") for host in (H1, H2)]
+    assert found == locked(*(tuple(line.split("\t", 1)) for line in
+                             _booted(H1, "web") + _booted(H2, "web") + _booted(H2, "workers", " bin/jobs")),
+                           audit(H1, "Tagging dhh/app:999 as the latest image"), tag[0],
+                           audit(H2, "Tagging dhh/app:999 as the latest image"), tag[1])

@@ -9,7 +9,9 @@ nothing pushed) and a third-party builder strategy selected with ``builder.strat
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import shutil
 import socket
 import subprocess
 import time
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import Result, run_kamalpy
+from plugins import recording_transport
 
 pytestmark = pytest.mark.sandbox
 
@@ -64,14 +67,40 @@ def registry_tags(registry: str, image: str) -> list[str]:
         raise
 
 
+# A `docker` first on PATH that writes each invocation's arguments to $DOCKER_ARGV_LOG, then runs Docker.
+DOCKER_SHIM = """#!/bin/sh
+printf '%s ' "$@" >> "$DOCKER_ARGV_LOG"
+echo >> "$DOCKER_ARGV_LOG"
+exec {docker} "$@"
+"""
+PLUGINS_DIR = Path(recording_transport.__file__).parent
+
+
 class Project:
-    def __init__(self, root: Path, sandbox, docker_config: Path, registry: dict | None = None) -> None:
+    """A git project building with this machine's Docker. Every run records what could leak the registry
+    password: the arguments of each local ``docker`` process (a shim on PATH) and each command sent to the
+    servers (the ``recording`` transport); :meth:`run` checks neither they nor the output contain it."""
+
+    def __init__(self, root: Path, sandbox, registry: dict | None = None) -> None:
         self.root, self.sandbox = root, sandbox
         self.service = f"bx{secrets.token_hex(3)}"
-        self.registry = registry or {"server": sandbox.registry, "username": "sandbox", "password": "sandbox"}
+        # The sandbox registry takes any login: a password found nowhere else, so a leak cannot hide.
+        self.registry = registry or {"server": sandbox.registry, "username": "sandbox",
+                                     "password": f"pw-{secrets.token_hex(8)}"}
         self.config = {"service": self.service, "image": self.service, **yaml.safe_load(sandbox.deploy_yml()),
                        "registry": self.registry, "builder": {"arch": "amd64"}}
-        self.env = {"DOCKER_CONFIG": str(docker_config), "KAMAL_LOCK": "false"}
+        records = root.parent / f"{self.service}-records"  # outside the repository (its status stays clean)
+        (records / "bin").mkdir(parents=True)
+        (records / "docker-config").mkdir()  # this project's own docker logins
+        shim = records / "bin" / "docker"
+        shim.write_text(DOCKER_SHIM.format(docker=shutil.which("docker")))
+        shim.chmod(0o755)
+        self.argv_log, self.command_log = records / "docker-argv.log", records / "commands.log"
+        self.env = {"DOCKER_CONFIG": str(records / "docker-config"), "KAMAL_LOCK": "false",
+                    "PATH": f"{records / 'bin'}{os.pathsep}{os.environ['PATH']}",
+                    "DOCKER_ARGV_LOG": str(self.argv_log),
+                    "KAMALPY_PLUGINS": "recording_transport", "KAMALPY_TRANSPORT": "recording",
+                    "PYTHONPATH": str(PLUGINS_DIR), recording_transport.LOG_ENV: str(self.command_log)}
         root.mkdir(parents=True, exist_ok=True)
         self.write()
         self.dockerfile(f"FROM {sandbox.images['busybox']}\nCOPY built.txt /built.txt\n")
@@ -99,10 +128,27 @@ class Project:
         return self.git("rev-parse", "HEAD")
 
     def run(self, *args: str, **env: str) -> Result:
-        result = run_kamalpy(*args, cwd=self.root, env={**self.env, **env})
+        merged = {**self.env, **env}
+        for name in ("KAMALPY_PLUGINS", "PYTHONPATH"):  # a test's own plugins come on top of the recorder
+            if name in env:
+                merged[name] = f"{self.env[name]}{',' if name == 'KAMALPY_PLUGINS' else os.pathsep}{env[name]}"
+        result = run_kamalpy(*args, cwd=self.root, env=merged)
         assert "Traceback" not in result.out + result.err, result.err
-        assert self.registry["password"] not in result.out + result.err or self.registry["password"] == "sandbox"
+        self.assert_password_hidden(result)
         return result
+
+    def local_docker_calls(self) -> list[str]:
+        return self.argv_log.read_text().splitlines() if self.argv_log.exists() else []
+
+    def server_commands(self) -> list[str]:
+        return recording_transport.commands(self.command_log)
+
+    def assert_password_hidden(self, result: Result) -> None:
+        """The password is in no output line, no local process's arguments and no command sent to a server."""
+        password = self.registry["password"]
+        assert password not in result.out + result.err
+        assert not [call for call in self.local_docker_calls() if password in call]
+        assert not [command for command in self.server_commands() if password in command]
 
     @property
     def repository(self) -> str:
@@ -113,20 +159,6 @@ class Project:
                                 capture_output=True, text=True).stdout.split()
         if images:
             subprocess.run(["docker", "rmi", "--force", *images], capture_output=True)
-
-
-@pytest.fixture
-def docker_config(tmp_path):
-    path = tmp_path / "docker-config"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def project(tmp_path, sandbox, docker_config):
-    made = Project(tmp_path / "app", sandbox, docker_config)
-    yield made
-    made.cleanup()
 
 
 def one_error(result: Result) -> str:
@@ -154,6 +186,10 @@ def test_clone_build_push_and_pull(project, sandbox):
     assert label.stdout.strip() == project.service
     for host in sandbox.hosts:  # pulled, label checked, on every server
         sandbox.docker(host, "image", "inspect", image)
+    # The password was sent (here and on each server, on standard input), so its absence means something.
+    assert [call for call in project.local_docker_calls() if call.startswith("login ")], project.local_docker_calls()
+    logins = [command for command in project.server_commands() if "docker login " in command]
+    assert len(logins) == len(sandbox.hosts), project.server_commands()
 
     # A second build resets the existing clone instead of cloning again.
     (project.root / "built.txt").write_text("second\n")
@@ -224,8 +260,8 @@ def password_registry(tmp_path):
         proc.wait(timeout=10)
 
 
-def test_registry_auth_failure(tmp_path, sandbox, docker_config, password_registry):
-    project = Project(tmp_path / "app", sandbox, docker_config,
+def test_registry_auth_failure(tmp_path, sandbox, password_registry):
+    project = Project(tmp_path / "app", sandbox,
                       registry={"server": password_registry, "username": "sandbox", "password": "wrong-pw"})
     result = project.run("build", "push")
     line = one_error(result)
@@ -234,11 +270,11 @@ def test_registry_auth_failure(tmp_path, sandbox, docker_config, password_regist
     assert "docker build" not in result.out  # refused before anything was built
 
 
-def test_third_party_strategy(tmp_path, sandbox, docker_config):
+def test_third_party_strategy(tmp_path, sandbox):
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "retag_builder.py").write_text(PLUGIN)
-    project = Project(tmp_path / "app", sandbox, docker_config)
+    project = Project(tmp_path / "app", sandbox)
     project.config["builder"]["strategy"] = "retag"
     project.write()
     project.commit()

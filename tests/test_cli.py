@@ -85,8 +85,7 @@ def test_after_command_sees_the_error(kamalpy, recorder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no config here
     result = kamalpy("config")
     assert result.code == 1
-    assert recorder.CALLS[-1][:2] == ("after", "config")
-    assert recorder.CALLS[-1][2] is not None
+    assert recorder.CALLS[-1] == ("after", "config", "ConfigurationError")  # the error that ended the command
 
 
 def test_version_loads_no_plugin(kamalpy, recorder):

@@ -8,7 +8,9 @@ import subprocess
 import pytest
 import yaml
 
+from kamalpy import KAMAL_COMPAT_VERSION
 from kamalpy.config.args import argumentize, escape_shell_value, optionize
+from kamalpy.config.gem_version import newer as version_newer
 from kamalpy.config.loader import RubySymbol
 from kamalpy.config.model import Configuration
 from kamalpy.config.specifics import split_filters
@@ -253,7 +255,10 @@ def test_semantic_errors(extra, message) -> None:
 
 def test_minimum_version_at_or_below_is_fine() -> None:
     for version in ("2.11.0", "2.11", "2.10.9", "2.11.0.rc1"):
-        make(f"servers: [1.1.1.1]\nminimum_version: {version}")
+        config = make(f"servers: [1.1.1.1]\nminimum_version: {version}")  # no "Current version is" error
+        assert config.minimum_version == version
+        assert not version_newer(version, KAMAL_COMPAT_VERSION), version
+    assert KAMAL_COMPAT_VERSION == "2.11.0"  # the versions above are at or below it
 
 
 def test_shell_escaping_like_kamal() -> None:

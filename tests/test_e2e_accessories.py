@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from e2e_fixtures import E2EProject
 from helpers import Result, run_kamalpy
 
 pytestmark = pytest.mark.sandbox
@@ -45,64 +46,46 @@ def _needs_accessory_command() -> None:
         pytest.skip(reason)
 
 
-class Project:
+class Project(E2EProject):
     """A git project whose accessories run the sandbox's redis image."""
 
+    PREFIX = "ac"
+
     def __init__(self, root: Path, sandbox) -> None:
-        self.root, self.sandbox = root, sandbox
-        self.service = f"ac{secrets.token_hex(3)}"
+        super().__init__(root, sandbox)
         self.password = secrets.token_hex(8)
         self.redis = sandbox.redis_image()
         sandbox.app_image(self.service)
-        hosts = list(sandbox.hosts)[:3]
-        self.web, self.workers = hosts[:2], hosts[2:3]
-        self.hosts = hosts
+        self.web, self.workers = self.hosts[:2], self.hosts[2:3]
         self.cache_host = self.workers[0]
-        self.config = {
-            "service": self.service, "image": self.service, **yaml.safe_load(sandbox.deploy_yml()),
-            "servers": {"web": self.web, "workers": {"hosts": self.workers, "cmd": "/bin/sh /usr/local/bin/app-start"}},
-            "builder": {"arch": "amd64"}, "proxy": {"run": {"registry": sandbox.registry}},
-            "readiness_delay": 1, "deploy_timeout": 10,
-            "accessories": {
+        self.config = self.sandbox_config(
+            servers={"web": self.web, "workers": {"hosts": self.workers, "cmd": "/bin/sh /usr/local/bin/app-start"}},
+            proxy={"run": {"registry": sandbox.registry}}, readiness_delay=1, deploy_timeout=10,
+            accessories={
                 "cache": {"image": self.redis, "host": self.cache_host,
                           "files": [f"config/redis.conf.erb:{REDIS_CONF}"],
                           "cmd": f"redis-server {REDIS_CONF}",
                           "directories": ["data:/data"],
                           "env": {"secret": ["REDIS_PASSWORD"]}},
                 "queue": {"image": self.redis, "roles": ["web"]},
-            },
-        }
-        (root / "config").mkdir()
-        (root / "config" / "deploy.yml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+            })
+        self.write()
         (root / "config" / "redis.conf.erb").write_text(REDIS_CONF_ERB)
         (root / ".kamal").mkdir()
         (root / ".kamal" / "secrets").write_text(f"REDIS_PASSWORD={self.password}\n")
-        git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
-        subprocess.run([*git, "init", "-q"], check=True)
-        subprocess.run([*git, "add", "-A"], check=True)
-        subprocess.run([*git, "commit", "-qm", "init"], check=True)
+        self.git_init()
 
-    def run(self, *args: str) -> Result:
+    def env(self, **extra: str) -> dict[str, str]:
+        return dict(extra)  # this module's runs take the lock, as both tools do by default
+
+    def run(self, *args: str, **env: str) -> Result:
         if WITH_KAMAL:
             proc = subprocess.run(["kamal", *args], cwd=self.root, capture_output=True, text=True, timeout=300)
             return Result(proc.returncode, proc.stdout, proc.stderr)
-        result = run_kamalpy(*args, cwd=self.root)
-        assert "Traceback" not in result.out + result.err, result.err[-3000:]
-        return result
-
-    def ok(self, *args: str) -> Result:
-        result = self.run(*args)
-        assert result.code == 0, (result.out + result.err)[-3000:]
-        return result
+        return super().run(*args, **env)
 
     def labels(self) -> list[str]:
         return [self.service, f"{self.service}-cache", f"{self.service}-queue"]
-
-    def containers(self, host: str, service: str) -> dict[str, str]:
-        """``{name: state}`` of the containers labelled ``service=SERVICE`` on ``host``."""
-        out = self.sandbox.docker(host, "ps", "-a", "--filter", f"label=service={service}", "--format",
-                                  "{{.Names}} {{.State}}").stdout
-        return dict(line.split(" ", 1) for line in out.splitlines() if line)
 
     def exists(self, host: str, path: str) -> bool:
         return self.sandbox.ssh(host, f"test -e {path}", check=False).returncode == 0
@@ -116,24 +99,13 @@ class Project:
             return self.run("accessory", "exec", "--reuse", "cache", f"redis-cli {command}")
         return self.run("accessory", "exec", "cache", f"redis-cli -h {self.service}-cache {command}")
 
+    def services(self) -> list[str]:
+        return self.labels()
+
     def cleanup(self) -> None:
-        def clean(host: str) -> None:
-            for service in self.labels():
-                names = list(self.containers(host, service))
-                if names:
-                    self.sandbox.docker(host, "rm", "-f", *names, check=False)
-            self.sandbox.ssh(host, f"rm -rf .kamal/lock-{self.service} .kamal/apps/{self.service} "
-                             f"{self.service}-cache {self.service}-queue", check=False)
-
+        super().cleanup()
         for host in self.hosts:
-            clean(host)
-
-
-@pytest.fixture
-def project(sandbox, tmp_path):
-    project = Project(tmp_path, sandbox)
-    yield project
-    project.cleanup()
+            self.sandbox.ssh(host, f"rm -rf {self.service}-cache {self.service}-queue", check=False)
 
 
 def _until(check, timeout: float = 10.0):

@@ -8,26 +8,21 @@ has its own service name and removes what it made (the servers are shared; the s
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import secrets
 import shlex
 import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
-from helpers import KAMALPY, Result, run_kamalpy
+from e2e_fixtures import PROXY, E2EProject
+from helpers import KAMALPY, Result
 
 from kamalpy.builtin_plugins.sandbox import hostdocker, images
-from kamalpy.commands.proxy import MINIMUM_VERSION
 
 pytestmark = pytest.mark.sandbox
 
 VERSION = "v1"
-PROXY = "kamal-proxy"
 # Kamal's strings (7.2 #13 and #16) for service `app`, role `web`.
 KAMAL_DEPLOY = ('docker exec kamal-proxy kamal-proxy deploy app-web --target="172.1.0.2:80" --deploy-timeout="30s" '
                 '--drain-timeout="30s" --buffer-requests --buffer-responses --log-request-header="Cache-Control" '
@@ -53,41 +48,29 @@ def blocks(result: Result) -> dict[str, str]:
     return found
 
 
-class App:
+class Project(E2EProject):
     """A project of one web role on two sandbox servers, with an image labelled for its service."""
 
+    PREFIX = "ac"
+
     def __init__(self, root: Path, sandbox) -> None:
-        self.root, self.sandbox = root, sandbox
-        self.service = f"ac{secrets.token_hex(3)}"
+        super().__init__(root, sandbox)
         self.hosts = list(sandbox.hosts)[:2]
         self.image = f"{sandbox.registry}/{self.service}"
-        self.config = {"service": self.service, "image": self.service, **yaml.safe_load(sandbox.deploy_yml()),
-                       "builder": {"arch": "amd64"}, "proxy": {"run": {"registry": sandbox.registry}},
-                       "env": {"clear": {"GREETING": "hello"}}}
+        self.config = self.sandbox_config(proxy={"run": {"registry": sandbox.registry}},
+                                          env={"clear": {"GREETING": "hello"}})
         self.config["servers"] = self.hosts
         self.docker_config = root / "docker-config"
         self.docker_config.mkdir()
-        (root / "config").mkdir()
-        (root / "config" / "deploy.yml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+        self.write()
 
-    @property
-    def env(self) -> dict[str, str]:
-        return {"VERSION": VERSION, "KAMAL_LOCK": "false", "DOCKER_CONFIG": str(self.docker_config)}
-
-    def run(self, *args: str) -> Result:
-        result = run_kamalpy(*args, cwd=self.root, env=self.env)
-        assert "Traceback" not in result.out + result.err, result.err
-        return result
-
-    def ok(self, *args: str) -> Result:
-        result = self.run(*args)
-        assert result.code == 0, result.err
-        return result
+    def env(self, **extra: str) -> dict[str, str]:
+        return super().env(VERSION=VERSION, DOCKER_CONFIG=str(self.docker_config), **extra)
 
     def docker(self, host: str, *args: str, check: bool = True) -> str:
         return self.sandbox.docker(host, *args, check=check).stdout.strip()
 
-    def running(self, host: str, name: str) -> bool:
+    def is_running(self, host: str, name: str) -> bool:
         return self.docker(host, "inspect", "--format", "{{.State.Running}}", name, check=False) == "true"
 
     def calls(self, host: str) -> list[str]:
@@ -109,67 +92,25 @@ class App:
         subprocess.run(["docker", "rmi", tag], env=env, check=False, capture_output=True)
 
     def cleanup(self) -> None:
+        super().cleanup()
         for host in self.hosts:
-            ids = self.docker(host, "ps", "-aq", "--filter", f"label=service={self.service}", check=False).split()
-            if ids:
-                self.docker(host, "rm", "-f", *ids, check=False)
             self.docker(host, "rmi", "-f", f"{self.image}:{VERSION}", f"{self.image}:latest", check=False)
-            self.sandbox.ssh(host, f"rm -rf .kamal/lock-{self.service} .kamal/{self.service}-audit.log "
-                                   f".kamal/apps/{self.service} .kamal/proxy/apps-config/{self.service}", check=False)
-
-
-@pytest.fixture(scope="module")
-def standin(sandbox) -> str:
-    """The stand-in's tag in the registry (pushed here for a sandbox brought up before it existed)."""
-    tag = images.kamal_proxy_image(sandbox.spec)
-    url = f"http://{sandbox.registry}/v2/basecamp/kamal-proxy/tags/list"
-    try:
-        tags = json.loads(urllib.request.urlopen(url, timeout=10).read()).get("tags") or []
-    except OSError:
-        tags = []
-    if MINIMUM_VERSION not in tags:
-        images.build_and_push_kamal_proxy(hostdocker.client_env(sandbox.spec), sandbox.images["busybox"], tag)
-    return tag
-
-
-def _run_proxy(app: App, standin: str) -> list[str]:
-    """The stand-in run with Kamal's flags (``proxy boot`` is another test's subject); the hosts where we ran it.
-
-    A running stand-in (another test's) is shared: its calls are told apart by service name.
-    """
-    ours = []
-    for host in app.hosts:
-        if app.docker(host, "inspect", "--format", "{{.State.Running}} {{.Config.Image}}", PROXY,
-                      check=False) == f"true {standin}":
-            continue
-        app.docker(host, "rm", "-f", PROXY, check=False)
-        app.docker(host, "network", "create", "kamal", check=False)
-        app.docker(host, "pull", "-q", standin)
-        app.docker(host, "run", "--name", PROXY, "--network", "kamal", "--detach", "--restart", "unless-stopped",
-                   "--volume", "kamal-proxy-config:/home/kamal-proxy/.config/kamal-proxy", standin)
-        ours.append(host)
-    return ours
+            self.sandbox.ssh(host, f"rm -rf .kamal/proxy/apps-config/{self.service}", check=False)
 
 
 @pytest.fixture
-def app(sandbox, standin, tmp_path):
-    app = App(tmp_path, sandbox)
-    app.push_image()
-    ours: list[str] = []
-    try:
-        ours = _run_proxy(app, standin)
-        app.ok("build", "pull")
-        app.ok("app", "boot", "--version", VERSION)  # without --version boot takes the latest tag (none yet)
-        yield app
-    finally:
-        for host in ours:
-            app.docker(host, "rm", "-f", PROXY, check=False)
-        app.cleanup()
+def app(project, kamal_proxies):
+    """The project booted as a deploy would, behind the kamal-proxy stand-in (put back as it was after)."""
+    project.push_image()
+    kamal_proxies.standin(project.hosts)
+    project.ok("build", "pull")
+    project.ok("app", "boot", "--version", VERSION)  # without --version boot takes the latest tag (none yet)
+    return project
 
 
 def test_exec_in_new_and_running_containers(app):
     name = f"{app.service}-web-{VERSION}"
-    assert all(app.running(host, name) for host in app.hosts)
+    assert all(app.is_running(host, name) for host in app.hosts)
 
     # New containers of the latest image (boot tagged it), with the role's env; they are removed after.
     new = app.ok("app", "exec", "sh -c 'echo $GREETING'")  # quoted: -c would be --config-file (as in Kamal)
@@ -194,7 +135,7 @@ def test_exec_in_new_and_running_containers(app):
     # -i hands over to the local ssh line (no terminal here: `docker exec -i`); its exit status is kamalpy's.
     for args, expected in ((["--reuse"], VERSION), ([], "")):
         proc = subprocess.run([KAMALPY, "app", "exec", "-i", *args, "sh -c 'echo [$KAMAL_VERSION]; exit 3'"],
-                              cwd=app.root, env={**os.environ, **app.env}, capture_output=True, text=True,
+                              cwd=app.root, env={**os.environ, **app.env()}, capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, timeout=120)
         assert proc.returncode == 3, proc.stderr
         assert f"[{expected}]" in proc.stdout, proc.stdout
@@ -206,12 +147,12 @@ def test_stop_start_maintenance_live_and_remove(app):
 
     app.ok("app", "stop")
     for host in app.hosts:
-        assert not app.running(host, name)
+        assert not app.is_running(host, name)
         assert app.calls(host)[-1] == recorded(KAMAL_REMOVE, service)
 
     app.ok("app", "start")
     for host in app.hosts:
-        assert app.running(host, name)
+        assert app.is_running(host, name)
         container_id = app.docker(host, "container", "ls", "--all", "--filter", f"name=^{name}$", "--quiet")
         assert app.calls(host)[-1] == recorded(KAMAL_DEPLOY, service, container_id)
 

@@ -14,40 +14,32 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
-from helpers import Result, run_kamalpy
+from e2e_fixtures import E2EProject
 
 pytestmark = pytest.mark.sandbox
 
 LOCAL_PORT = 5555
 
 
-class Project:
+class Project(E2EProject):
+    PREFIX = "bd"
+
     def __init__(self, root: Path, sandbox, registry: dict | None = None) -> None:
-        self.root, self.sandbox = root, sandbox
-        self.service = f"bd{secrets.token_hex(3)}"
-        self.hosts = list(sandbox.hosts)[:3]
+        super().__init__(root, sandbox)
         self.baked = f"built-{secrets.token_hex(3)}"
         registry = registry or {"server": sandbox.registry, "username": "sandbox", "password": "sandbox"}
-        config = {"service": self.service, "image": self.service, **yaml.safe_load(sandbox.deploy_yml()),
-                  "servers": self.hosts, "registry": registry, "builder": {"arch": "amd64"},
-                  "proxy": {"run": {"registry": sandbox.registry}}}
-        (root / "config").mkdir(parents=True)
-        (root / "config" / "deploy.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+        self.config = self.sandbox_config(servers=self.hosts, registry=registry,
+                                          proxy={"run": {"registry": sandbox.registry}})
+        self.write()
         (root / "Dockerfile").write_text(f"FROM {sandbox.images['app']}\nENV APP_VERSION={self.baked}\n")
         (root / "docker-config").mkdir()
         (root / ".gitignore").write_text("docker-config/\n")
-        git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
-        for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "app"]):
-            subprocess.run([*git, *args], check=True)
-        self.version = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+        self.git_init()
+        self.version = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                                       check=True).stdout.strip()
 
-    def run(self, *args: str) -> Result:
-        result = run_kamalpy(*args, cwd=self.root, env={"KAMAL_LOCK": "false",
-                                                        "DOCKER_CONFIG": str(self.root / "docker-config")})
-        assert "Traceback" not in result.out + result.err, result.err
-        return result
+    def env(self, **extra: str) -> dict[str, str]:
+        return super().env(DOCKER_CONFIG=str(self.root / "docker-config"), **extra)
 
     def served(self, host: str) -> str:
         name = f"{self.service}-web-{self.version}"
@@ -62,13 +54,6 @@ class Project:
                        capture_output=True, check=False)
 
 
-@pytest.fixture
-def project(sandbox, tmp_path):
-    made = Project(tmp_path, sandbox)
-    yield made
-    made.cleanup()
-
-
 def test_deploy_clones_builds_pushes_and_serves_the_commit(project):
     result = project.run("deploy")
     assert result.code == 0, result.err[-3000:]
@@ -80,7 +65,8 @@ def test_deploy_clones_builds_pushes_and_serves_the_commit(project):
 
 def test_deploy_with_a_local_registry_pulls_through_ssh_tunnels(sandbox, tmp_path):
     image = sandbox.local_registry_image()
-    project = Project(tmp_path, sandbox, registry={"server": f"localhost:{LOCAL_PORT}", "local_image": image})
+    project = Project(tmp_path / "project", sandbox,
+                      registry={"server": f"localhost:{LOCAL_PORT}", "local_image": image})
     try:
         result = project.run("deploy")
         assert result.code == 0, result.err[-3000:]

@@ -74,7 +74,7 @@ def test_two_apps_share_caddy_deploy_rollback_and_remove_independently(apps, san
     # A third app claiming b's host: refused before it starts anything; a and b go on serving.
     c = Project(tmp_path / "c", sandbox)
     c.config["proxy"]["host"] = b.domain
-    c.write()
+    c.rewrite()
     result = c.run("deploy", "-P", "--version", "v1")
     assert result.code == 1
     last = result.err.strip().splitlines()[-1]

@@ -41,7 +41,7 @@ class TlsProject(Project):
         proxy.pop("host")
         proxy["caddy"].update(acme_ca=pebble.directory, acme_ca_root="acme-ca.pem")
         self.config["deploy_timeout"] = 20
-        self.write()
+        self.rewrite()
 
     def role(self, host: str) -> str:
         return f"web{self.hosts.index(host) + 1}"
@@ -109,7 +109,7 @@ def test_https_with_acme_certificates_redirects_and_no_lost_request(project, peb
     first = project.hosts[0]
     extra = f"{project.service}-extra.test"
     project.config["servers"]["web1"]["proxy"] = {"hosts": [project.names[first], extra], "ssl": True}
-    project.write()
+    project.rewrite()
     # The new host changes the route: a config load, which closes idle keep-alive connections. Clients
     # resend a GET on such a connection (browsers, curl): so does this load (counted as retried, not failed).
     loads = [Load(f"https://{first}:{HTTPS_PORT}/version", host=project.names[first], tls=pebble.client_context(),

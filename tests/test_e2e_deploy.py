@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-import yaml
-from helpers import KAMALPY, Result, run_kamalpy
+from e2e_fixtures import E2EProject
+from helpers import KAMALPY
 
 pytestmark = pytest.mark.sandbox
 
@@ -34,22 +33,20 @@ if [ -n "$HOOK_RUN" ] && [ "$name" = "$HOOK_RUN_IN" ]; then sh -c "$HOOK_RUN"; f
 """
 
 
-class Project:
+class Project(E2EProject):
     """A kamalpy project for the sandbox: web on servers 1-2 (proxied), workers on server 3 (no proxy)."""
 
+    PREFIX = "dp"
+    SECRETS = (SECRET,)
+
     def __init__(self, root: Path, sandbox) -> None:
-        self.root, self.sandbox = root, sandbox
-        self.service = f"dp{secrets.token_hex(3)}"
+        super().__init__(root, sandbox)
         self.repository = sandbox.app_image(self.service)
-        hosts = list(sandbox.hosts)
-        self.web, self.workers = hosts[:2], hosts[2:3]
-        self.hosts = hosts[:3]
-        self.config = {"service": self.service, "image": self.service, **yaml.safe_load(sandbox.deploy_yml()),
-                       "servers": {"web": self.web, "workers": {"hosts": self.workers,
-                                                                 "cmd": "/bin/sh /usr/local/bin/app-start"}},
-                       "builder": {"arch": "amd64"}, "proxy": {"run": {"registry": sandbox.registry}},
-                       "env": {"clear": {"PLAIN": "visible"}, "secret": ["DB_PASSWORD"]},
-                       "readiness_delay": 1, "deploy_timeout": 10}
+        self.web, self.workers = self.hosts[:2], self.hosts[2:3]
+        self.config = self.sandbox_config(
+            servers={"web": self.web, "workers": {"hosts": self.workers, "cmd": "/bin/sh /usr/local/bin/app-start"}},
+            proxy={"run": {"registry": sandbox.registry}},
+            env={"clear": {"PLAIN": "visible"}, "secret": ["DB_PASSWORD"]}, readiness_delay=1, deploy_timeout=10)
         (root / ".kamal" / "hooks").mkdir(parents=True)
         (root / ".kamal" / "secrets").write_text(f"DB_PASSWORD='{SECRET}'\n")
         for hook in HOOKS:
@@ -58,61 +55,16 @@ class Project:
             path.chmod(0o755)
         self.hook_log = root / "hooks.log"
         self.write()
-        # A git repository, as a real project is: commands without --version take the commit as version.
-        git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
-        subprocess.run([*git, "init", "-q"], check=True)
-        subprocess.run([*git, "add", "-A"], check=True)
-        subprocess.run([*git, "commit", "-qm", "init"], check=True)
-
-    def write(self) -> None:
-        (self.root / "config").mkdir(exist_ok=True)
-        (self.root / "config" / "deploy.yml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+        self.git_init()  # commands without --version take the commit as version
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {"KAMAL_LOCK": "false", "HOOK_LOG": str(self.hook_log), **extra}
-
-    def run(self, *args: str, **env: str) -> Result:
-        result = run_kamalpy(*args, cwd=self.root, env=self.env(**env))
-        assert "Traceback" not in result.out + result.err, result.err
-        assert SECRET not in result.out + result.err  # never in output, even with -v
-        return result
-
-    def ok(self, *args: str, **env: str) -> Result:
-        result = self.run(*args, **env)
-        assert result.code == 0, result.err[-3000:]
-        return result
-
-    def ssh(self, host: str, command: str) -> str:
-        return self.sandbox.ssh(host, command, check=False).stdout
-
-    def containers(self, host: str) -> dict[str, str]:
-        """``{name: state}`` of the service's containers on ``host``."""
-        out = self.sandbox.docker(host, "ps", "-a", "--filter", f"label=service={self.service}", "--format",
-                                  "{{.Names}} {{.State}}").stdout
-        return dict(line.split(" ", 1) for line in out.splitlines() if line)
-
-    def running(self, host: str) -> list[str]:
-        return sorted(name for name, state in self.containers(host).items() if state == "running")
+        return super().env(HOOK_LOG=str(self.hook_log), **extra)
 
     def proxy_calls(self, host: str) -> list[str]:
         return self.ssh(host, f"docker exec kamal-proxy cat {CALLS_LOG}").splitlines()
 
     def hooks_fired(self) -> list[list[str]]:
         return [line.split("|") for line in self.hook_log.read_text().splitlines()] if self.hook_log.exists() else []
-
-    def cleanup(self) -> None:
-        for host in self.hosts:
-            names = list(self.containers(host))
-            if names:
-                self.sandbox.docker(host, "rm", "-f", *names, check=False)
-            self.sandbox.ssh(host, f"rm -rf .kamal/lock-{self.service} .kamal/apps/{self.service}", check=False)
-
-
-@pytest.fixture
-def project(sandbox, tmp_path):
-    project = Project(tmp_path, sandbox)
-    yield project
-    project.cleanup()
 
 
 def kamal_proxy_deploy(service: str, container_id: str) -> str:

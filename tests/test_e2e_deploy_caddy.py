@@ -8,14 +8,13 @@ with no failed request, the lock is released and the failed containers are stopp
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import yaml
-from helpers import Result, run_kamalpy
+from e2e_fixtures import E2EProject
+from helpers import Result
 from loadgen import Load
 
 pytestmark = pytest.mark.sandbox
@@ -24,44 +23,31 @@ HTTP_PORT, HTTPS_PORT, ADMIN_PORT = 18080, 18443, 12019
 REQUESTS_PER_SERVER = 2000  # at least this many through each server's proxy while a deploy runs
 
 
-class Project:
+class Project(E2EProject):
+    PREFIX = "zd"
+
     def __init__(self, root: Path, sandbox) -> None:
-        self.root, self.sandbox = root, sandbox
-        self.service = f"zd{secrets.token_hex(3)}"
+        super().__init__(root, sandbox)
         self.domain = f"{self.service}.test"
-        self.hosts = list(sandbox.hosts)[:3]
         sandbox.app_image(self.service)
         caddy_version = sandbox.images["caddy"].rsplit(":", 1)[1]
-        self.config = {
-            "service": self.service, "image": self.service, **yaml.safe_load(sandbox.deploy_yml()),
-            "servers": {"web": self.hosts}, "builder": {"arch": "amd64"}, "deploy_timeout": 15,
-            "env": {"secret": ["DB_PASSWORD"]},
-            "proxy": {"driver": "caddy", "host": self.domain,
-                      "run": {"registry": sandbox.registry, "repository": "caddy", "version": caddy_version,
-                              "http_port": HTTP_PORT, "https_port": HTTPS_PORT},
-                      "caddy": {"admin_port": ADMIN_PORT}}}  # the health probe: curl on the server
-        (root / "config").mkdir(parents=True)
+        self.config = self.sandbox_config(
+            servers={"web": self.hosts}, deploy_timeout=15, env={"secret": ["DB_PASSWORD"]},
+            proxy={"driver": "caddy", "host": self.domain,
+                   "run": {"registry": sandbox.registry, "repository": "caddy", "version": caddy_version,
+                           "http_port": HTTP_PORT, "https_port": HTTPS_PORT},
+                   "caddy": {"admin_port": ADMIN_PORT}})  # the health probe: curl on the server
+        self.write()
         (root / ".kamal").mkdir()
         (root / ".kamal" / "secrets").write_text("DB_PASSWORD=zero-downtime\n")
-        subprocess.run(["git", "-C", str(root), "init", "-q"], check=True)
-        self.write()
+        self.git_init()
 
-    def write(self) -> None:
-        """``config/deploy.yml`` from :attr:`config`, committed."""
-        (self.root / "config" / "deploy.yml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+    def rewrite(self) -> None:
+        """``config/deploy.yml`` from :attr:`config` again, committed (the commit is the version)."""
+        self.write()
         git = ["git", "-C", str(self.root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
         subprocess.run([*git, "add", "-A"], check=True)
-        subprocess.run([*git, "commit", "-qm", "config", "--allow-empty"], check=True)
-
-    def run(self, *args: str) -> Result:
-        result = run_kamalpy(*args, cwd=self.root, env={"KAMAL_LOCK": "false"})
-        assert "Traceback" not in result.out + result.err, result.err
-        return result
-
-    def ok(self, *args: str) -> Result:
-        result = self.run(*args)
-        assert result.code == 0, result.err[-3000:]
-        return result
+        subprocess.run([*git, "commit", "-qm", "config"], check=True)
 
     def loads(self, retry_stale: bool = False) -> list[Load]:
         """A load through each server's proxy; ``retry_stale``: see :class:`loadgen.Load`."""
@@ -92,23 +78,10 @@ class Project:
         with ThreadPoolExecutor(len(self.hosts)) as pool:
             return set(pool.map(get, self.hosts))
 
-    def running(self, host: str) -> list[str]:
-        out = self.sandbox.docker(host, "ps", "--filter", f"label=service={self.service}",
-                                  "--format", "{{.Names}}").stdout
-        return sorted(out.split())
-
     def cleanup(self) -> None:
         self.run("remove", "-y")
-        self.run("proxy", "remove", "--force")
-        for host in self.hosts:
-            self.sandbox.ssh(host, f"rm -rf .kamal/lock-{self.service} .kamal/apps/{self.service}", check=False)
-
-
-@pytest.fixture
-def project(sandbox, tmp_path):
-    project = Project(tmp_path, sandbox)
-    yield project
-    project.cleanup()
+        self.run("proxy", "remove", "--force")  # the Caddy proxy (proxy.driver: caddy), this module's own
+        super().cleanup()
 
 
 def assert_no_failure(results: list, version: str) -> None:

@@ -1,21 +1,20 @@
 """End to end on the sandbox: ``proxy`` with the kamal-proxy stand-in, ``build pull`` and the ``app`` readers.
 
 The stand-in (docs/sandbox.md) records its calls and succeeds; it is not kamal-proxy. Each test uses its
-own service name, and removes the containers and images it made (the servers are shared).
+own service name, and removes the containers and images it made (the servers are shared). The shared
+kamal-proxy is set aside for each test and put back after it (``kamal_proxies`` in e2e_fixtures.py).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import secrets
 import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
-from helpers import Result, run_kamalpy
+from e2e_fixtures import PROXY, E2EProject
+from helpers import Result
 
 from kamalpy.builtin_plugins.sandbox import hostdocker, images
 from kamalpy.commands.proxy import MINIMUM_VERSION
@@ -23,7 +22,6 @@ from kamalpy.commands.proxy import MINIMUM_VERSION
 pytestmark = pytest.mark.sandbox
 
 VERSION = "v1"
-PROXY = "kamal-proxy"
 TOO_OLD = ("kamal-proxy version v0.8.0 is too old, run `kamal proxy reboot` in order to update to at least "
            f"{MINIMUM_VERSION}")
 
@@ -36,32 +34,20 @@ def blocks(result: Result, kind: str = "App") -> dict[str, str]:
     return found
 
 
-class Project:
-    def __init__(self, root: Path, sandbox, servers: list[str] | None = None) -> None:
-        self.root, self.sandbox = root, sandbox
-        self.service = f"pa{secrets.token_hex(3)}"
-        self.hosts = servers or list(sandbox.hosts)
-        self.config = {"service": self.service, "image": "sandbox-app", **yaml.safe_load(sandbox.deploy_yml()),
-                       "builder": {"arch": "amd64"}, "proxy": {"run": {"registry": sandbox.registry}}}
+class Project(E2EProject):
+    PREFIX = "pa"
+
+    def __init__(self, root: Path, sandbox) -> None:
+        super().__init__(root, sandbox)
+        self.hosts = list(sandbox.hosts)
+        self.config = self.sandbox_config(image="sandbox-app", proxy={"run": {"registry": sandbox.registry}})
         self.config["servers"] = self.hosts
         self.docker_config = root / "docker-config"
         self.docker_config.mkdir()
         self.write()
 
-    def write(self) -> None:
-        (self.root / "config").mkdir(exist_ok=True)
-        (self.root / "config" / "deploy.yml").write_text(yaml.safe_dump(self.config, sort_keys=False))
-
-    def run(self, *args: str) -> Result:
-        result = run_kamalpy(*args, cwd=self.root, env={"VERSION": VERSION, "KAMAL_LOCK": "false",
-                                                        "DOCKER_CONFIG": str(self.docker_config)})
-        assert "Traceback" not in result.out + result.err, result.err
-        return result
-
-    def ok(self, *args: str) -> Result:
-        result = self.run(*args)
-        assert result.code == 0, result.err
-        return result
+    def env(self, **extra: str) -> dict[str, str]:
+        return super().env(VERSION=VERSION, DOCKER_CONFIG=str(self.docker_config), **extra)
 
     def docker(self, host: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.sandbox.docker(host, *args, check=check)
@@ -70,50 +56,23 @@ class Project:
         proc = self.docker(host, "inspect", name, check=False)
         return json.loads(proc.stdout)[0] if proc.returncode == 0 else None
 
-    def cleanup(self) -> None:
-        command = f"rm -rf .kamal/lock-{self.service} .kamal/{self.service}-audit.log .kamal/apps/{self.service}"
-        for host in self.hosts:
-            self.sandbox.ssh(host, command, check=False)
 
-
-@pytest.fixture(scope="module")
-def standin(sandbox) -> str:
-    """The stand-in's tag in the registry (made here for a sandbox brought up before it existed)."""
-    tag = images.kamal_proxy_image(sandbox.spec)
-    url = f"http://{sandbox.registry}/v2/basecamp/kamal-proxy/tags/list"
-    try:
-        tags = json.loads(urllib.request.urlopen(url, timeout=10).read()).get("tags") or []
-    except OSError:
-        tags = []
-    if MINIMUM_VERSION not in tags:
-        images.build_and_push_kamal_proxy(hostdocker.client_env(sandbox.spec), sandbox.images["busybox"], tag)
-    return tag
-
-
-def remove_proxies(sandbox, hosts) -> None:
-    for host in hosts:
-        sandbox.docker(host, "rm", "-f", PROXY, check=False)
-
-
-@pytest.fixture
-def project(sandbox, standin, tmp_path):
-    project = Project(tmp_path, sandbox)
-    remove_proxies(sandbox, project.hosts)
-    yield project
-    remove_proxies(sandbox, project.hosts)
-    project.cleanup()
+@pytest.fixture(autouse=True)
+def no_proxy(project, kamal_proxies):
+    """No kamal-proxy on the project's servers during each test; the shared one is put back after."""
+    kamal_proxies.clear(project.hosts)
 
 
 # -- proxy -----------------------------------------------------------------------------------------
 
-def test_proxy_boot_runs_the_standin_with_kamals_flags(project, standin):
+def test_proxy_boot_runs_the_standin_with_kamals_flags(project, kamal_proxy_standin):
     project.ok("proxy", "boot")
     first = {}
     for host in project.hosts:
         found = project.inspect(host, PROXY)
         assert found and found["State"]["Running"], host
         first[host] = found["Id"]
-        assert found["Config"]["Image"] == standin
+        assert found["Config"]["Image"] == kamal_proxy_standin
         assert found["Config"]["Cmd"] == ["kamal-proxy", "run"]
         assert found["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
         assert found["HostConfig"]["NetworkMode"] == "kamal"
@@ -157,11 +116,11 @@ def test_proxy_boot_runs_the_standin_with_kamals_flags(project, standin):
         "Removed proxy container", "Removed proxy image"]
 
 
-def test_proxy_boot_refuses_an_older_proxy(project, standin):
+def test_proxy_boot_refuses_an_older_proxy(project, kamal_proxy_standin):
     host = project.hosts[1]
-    old = standin.rsplit(":", 1)[0] + ":v0.8.0"
-    project.docker(host, "pull", "-q", standin)
-    project.docker(host, "tag", standin, old)
+    old = kamal_proxy_standin.rsplit(":", 1)[0] + ":v0.8.0"
+    project.docker(host, "pull", "-q", kamal_proxy_standin)
+    project.docker(host, "tag", kamal_proxy_standin, old)
     try:
         project.docker(host, "run", "-d", "--name", PROXY, old)
         result = project.run("proxy", "boot")

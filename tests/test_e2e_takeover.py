@@ -236,13 +236,6 @@ class Project:
         subprocess.run(["docker", "rmi", "-f", *tags], env=client_env(self.sandbox.spec), capture_output=True)
 
 
-@pytest.fixture
-def project(sandbox, tmp_path):
-    project = Project(tmp_path / "app", sandbox)
-    yield project
-    project.cleanup()
-
-
 def nested(tool: str, service_args: str) -> str:
     """A hook command: ``tool`` needs the lock; with KAMAL_LOCK=true it uses the held one, with false it is refused."""
     return (f"{tool} lock status && {tool} {service_args} && echo NESTED-OK "

@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from e2e_fixtures import E2EProject
 from helpers import KAMALPY, Result, run_kamalpy
 
 pytestmark = pytest.mark.sandbox
@@ -59,16 +59,15 @@ def by_host(result: Result) -> dict[str, str]:
     return dict(found)
 
 
-class Project:
+class Project(E2EProject):
     """A project directory for the sandbox hosts, run with ``kamalpy`` as a subprocess."""
 
+    PREFIX = "e2e"
+
     def __init__(self, root: Path, sandbox) -> None:
-        self.root = root
-        self.sandbox = sandbox
-        self.service = f"e2e{secrets.token_hex(3)}"
-        self.config = yaml.safe_load(sandbox.deploy_yml())
-        self.config = {"service": self.service, "image": "sandbox-app", **self.config,
-                       "builder": {"arch": "amd64"}}
+        super().__init__(root, sandbox)
+        self.hosts = list(sandbox.hosts)
+        self.config = self.sandbox_config(image="sandbox-app")
         self.gitconfig = root / "gitconfig"
         self.gitconfig.write_text(f"[user]\n\tname = {LOCKER}\n\temail = {PERFORMER}\n")
         self.docker_config = root / "docker-config"  # the deploying machine's docker login goes here
@@ -76,17 +75,11 @@ class Project:
         self.write()
 
     @property
-    def hosts(self) -> list[str]:
-        return list(self.sandbox.hosts)
-
-    @property
     def primary(self) -> str:
         return self.hosts[0]
 
     def write(self, destination: str | None = None, config: dict | None = None) -> None:
-        name = f"deploy.{destination}.yml" if destination else "deploy.yml"
-        (self.root / "config").mkdir(exist_ok=True)
-        (self.root / "config" / name).write_text(yaml.safe_dump(config or self.config, sort_keys=False))
+        super().write(config, f"deploy.{destination}.yml" if destination else "deploy.yml")
 
     def hook(self, name: str, script: str) -> Path:
         path = self.root / ".kamal" / "hooks" / name
@@ -95,17 +88,12 @@ class Project:
         path.chmod(0o755)
         return path
 
-    def run(self, *args: str, env: dict | None = None) -> Result:
-        result = run_kamalpy(*args, cwd=self.root, env={
-            "VERSION": VERSION, "GIT_CONFIG_GLOBAL": str(self.gitconfig), "GIT_CONFIG_NOSYSTEM": "1",
-            "DOCKER_CONFIG": str(self.docker_config), "KAMAL_LOCK": "false", **(env or {})})
-        assert_clean(result)
-        return result
+    def env(self, **extra: str) -> dict[str, str]:
+        return super().env(VERSION=VERSION, GIT_CONFIG_GLOBAL=str(self.gitconfig), GIT_CONFIG_NOSYSTEM="1",
+                           DOCKER_CONFIG=str(self.docker_config), **extra)
 
-    def ok(self, *args: str, env: dict | None = None) -> Result:
-        result = self.run(*args, env=env)
-        assert result.code == 0, result.err
-        return result
+    def check_output(self, result: Result) -> None:
+        assert_clean(result)
 
     def remote(self, host: str, command: str) -> str:
         """Stdout of a command run with the system ssh (not kamalpy)."""
@@ -119,16 +107,10 @@ class Project:
         return f".kamal/lock-{self.service}"
 
     def cleanup(self) -> None:
-        command = f"rm -rf .kamal/lock-{self.service}* .kamal/{self.service}-*audit.log"
+        super().cleanup()
+        command = f"rm -rf .kamal/lock-{self.service}* .kamal/{self.service}-*audit.log"  # destinations' too
         with ThreadPoolExecutor() as pool:
             list(pool.map(lambda host: self.sandbox.ssh(host, command, check=False), self.hosts))
-
-
-@pytest.fixture
-def project(sandbox, tmp_path):
-    project = Project(tmp_path, sandbox)
-    yield project
-    project.cleanup()
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import click
 import pytest
 from helpers import MINIMAL, run_kamalpy, write_project
 
+from kamalpy.errors import PluginError
 from kamalpy.hooks import Hooks
 from kamalpy.plugin import ConfigKey, hookimpl
 from kamalpy.plugins import BUILTIN_PLUGINS, build_plugin_manager
@@ -39,26 +40,32 @@ def test_later_plugin_wins_a_strategy_name():
     pm = build_plugin_manager(load_entry_points=False)
     hooks = Hooks(pm)
     builtin = hooks.secret_adapters().get("test")
+    assert builtin is not None  # there is a built-in of that name to override
     pm.register(_Override(), name="override")
     assert hooks.secret_adapters()["test"] is _Adapter
     assert builtin is not _Adapter
 
 
-def test_later_plugin_command_replaces_earlier():
+def test_later_plugin_command_replaces_earlier(capsys):
     pm = build_plugin_manager(load_entry_points=False)
+    group = click.Group("kamalpy")
+    Hooks(pm).register_commands(group)
+    builtin = group.commands["config"]
+    replacement = click.Command("config", callback=lambda: click.echo("replaced"))
 
     class Replacement:
         @hookimpl
         def kamalpy_register_commands(self, cli):
-            cli.add_command(click.Command("config", callback=lambda: click.echo("replaced")))
+            cli.add_command(replacement)
 
     pm.register(Replacement(), name="replacement")
     group = click.Group("kamalpy")
     Hooks(pm).register_commands(group)
-    assert group.commands["config"].callback is not None
-    assert group.commands["config"].name == "config"
+    # Only the replacement is this object and prints "replaced"; the built-in `config` shows the config.
+    assert group.commands["config"] is replacement and builtin is not replacement
     with click.Context(group) as ctx:
         ctx.invoke(group.commands["config"])
+    assert capsys.readouterr().out == "replaced\n"
 
 
 def test_duplicate_config_key_is_an_error():
@@ -74,11 +81,11 @@ def test_duplicate_config_key_is_an_error():
 
     pm.register(A(), name="a")
     pm.register(B(), name="b")
-    with pytest.raises(Exception, match="Config key 'shared' is declared by both a and b"):
+    with pytest.raises(PluginError, match="Config key 'shared' is declared by both a and b"):
         Hooks(pm).config_keys()
 
 
-def test_disable_builtin_by_option_and_env(kamalpy, monkeypatch):
+def test_disable_builtin_by_option_and_env(kamalpy, monkeypatch, capsys):
     listed = json.loads(kamalpy("plugins", "--json").out)
     assert "secret_adapters.test" in [p["name"] for p in listed]
     listed = json.loads(kamalpy("plugins", "--json", "--disable-plugin", "secret_adapters.test").out)
@@ -86,7 +93,12 @@ def test_disable_builtin_by_option_and_env(kamalpy, monkeypatch):
     monkeypatch.setenv("KAMALPY_DISABLE_PLUGINS", "secret_adapters.test,secrets_commands")
     from kamalpy.cli.main import main
 
+    # In-process, without the fixture (it clears the variable): both named plugins are gone, the rest stay.
+    capsys.readouterr()
     assert main(["plugins", "--json"], standalone=False) == 0
+    names = [p["name"] for p in json.loads(capsys.readouterr().out)]
+    assert "secret_adapters.test" not in names and "secrets_commands" not in names
+    assert "core_commands" in names and "secret_adapters.one_password" in names
 
 
 def test_plugins_lists_hooks(kamalpy):

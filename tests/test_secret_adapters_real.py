@@ -20,6 +20,7 @@ import pytest
 
 from kamalpy.builtin_plugins.secret_adapters import keepassxc
 from kamalpy.cli.main import main
+from kamalpy.errors import SecretsError
 
 HAS_KEEPASSXC = shutil.which("keepassxc-cli") is not None
 HAS_PASS = shutil.which("pass") is not None and shutil.which("gpg") is not None
@@ -156,7 +157,7 @@ def test_keepassxc_entries_from_xml() -> None:
     assert keepassxc.lookup(entries, "a/api KEY") == "sv2"
     assert keepassxc.lookup(entries, "G/c") == ""
     assert keepassxc.lookup(entries, "G") is None
-    with pytest.raises(Exception, match="^G/b matches more than one entry in the KeePassXC database$"):
+    with pytest.raises(SecretsError, match="^G/b matches more than one entry in the KeePassXC database$"):
         keepassxc.lookup(entries, "G/b")
 
 
