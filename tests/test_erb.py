@@ -232,15 +232,18 @@ def test_default_env_is_os_environ(monkeypatch) -> None:
     [
         "Kamal::Utils.docker_arch",
         "system('rm -rf /')",
-        "File.read('x')",
+        "File.write('x', 'y')",
         'ENV["X"] = "y"',
         "x = 1",
-        '"#{ENV["HOME"]}"',
+        '"#{@home}"',
         "ENV.to_h",
         'ENV["HOME"].reverse',
-        "1 + 2",
-        "[1, 2].join",
+        "1 * 2",
+        "[1, 2].sum",
         "require 'json'",
+        'JSON.parse("{}")',
+        '"a".gsub(/a/, "b")',
+        "RUBY_ENGINE",
         "",
     ],
 )
@@ -274,3 +277,181 @@ def test_block_structure_errors() -> None:
     )
     assert erb_error("<% unless true %><% elsif true %><% end %>") == "config/deploy.yml:1: unexpected <% elsif %>"
     assert erb_error("a\nb <%= ENV['X']") == "config/deploy.yml:2: unterminated ERB tag <%= (missing %>)"
+
+
+# --- ERB as real projects write it ----------------------------------------------------------------------
+
+
+def yaml_erb(text: str, env: dict[str, str] | None = None) -> str:
+    return render(textwrap.dedent(text), "config/deploy.yml", ENV if env is None else env, yaml=True)
+
+
+def test_comment_lines_are_evaluated_but_unsupported_code_there_renders_nothing(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    template = """\
+        # RUBY_VERSION: <%= ENV["NOPE"] || "#{RUBY_ENGINE}-#{RUBY_ENGINE_VERSION}" %>
+        a: 1 # <%= Time.now %> and <%= ENV["APP"] %>
+          #   args: <%= `touch ran` %>
+        """
+    assert yaml_erb(template) == "# RUBY_VERSION: \na: 1 #  and web\n  #   args: \n"
+    assert (tmp_path / "ran").exists()  # evaluated, as Kamal does
+    # What Ruby would raise there still fails the load, as it fails Kamal's.
+    assert "key not found" in str(pytest.raises(ConfigurationError, yaml_erb, '# <%= ENV.fetch("NOPE") %>').value)
+    # Not a comment: a `#` inside a value, or a file that is not YAML (accessory files).
+    for text in ('a: "x#<%= Time.now %>"', "# <%= Time.now %>"):
+        with pytest.raises(ConfigurationError, match="unsupported ERB: Time.now"):
+            render(text, "x", ENV, yaml=not text.startswith("#"))
+
+
+def test_file_idioms(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".ruby-version").write_text("3.3.6\n")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "password").write_text("s3cret\r\n")
+    assert erb('<%= File.read(".ruby-version").strip %>') == "3.3.6"
+    assert erb('<%= File.read File.expand_path(".ruby-version", __dir__) %>') == "3.3.6\n"
+    assert erb('<%= File.read("config/password").chomp %>|<%= File.exist?("config/password") %>') == "s3cret|true"
+    assert erb('<%= File.exist?("nope") %>|<%= File.directory?("config") %>|<%= File.file?("config") %>') == (
+        "false|true|false")
+    assert erb('<%= File.expand_path("config/../x/./y") %>') == f"{tmp_path}/x/y"
+    assert erb('<%= File.expand_path("/a/b", "/c") %>|<%= File.expand_path("b", "/c") %>') == "/a/b|/c/b"
+    assert erb('<%= File.join(__dir__, "config", "/password") %>|<%= File.join("a/", "b") %>') == (
+        "./config/password|a/b")
+    assert erb('<%= File.basename("/a/b.yml", ".yml") %>|<%= File.dirname("a/b/") %>') == "b|a"
+    assert erb_error('a\n<%= File.read("missing").strip %>') == (
+        "config/deploy.yml:2: No such file or directory @ rb_sysopen - missing")
+    assert erb_error('<%= File.read("config") %>') == "config/deploy.yml:1: Is a directory @ io_fread - config"
+    assert erb_error("<%= File.read(ENV['NOPE']) %>") == (
+        "config/deploy.yml:1: no implicit conversion of nil into String")
+
+
+def test_dotenv_idioms(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("A=1\nB=\"two words\"\nC=$A-x\nexport D=d # comment\n")
+    (tmp_path / ".env.prod").write_text("A=9\nE=$(printf hi)\n")
+    env = {"A": "from-env", "PATH": "/usr/bin:/bin"}
+    assert erb_error('<%= Dotenv.parse(".env") %>', env) == "config/deploy.yml:1: uninitialized constant Dotenv"
+    # Without overwriting, a variable already set keeps its value, also in what parse returns.
+    assert erb('<% require "dotenv" %><%= Dotenv.parse(".env", "none.env") %>', env) == (
+        '{"A"=>"from-env", "B"=>"two words", "C"=>"from-env-x", "D"=>"d"}')
+    assert erb('<% require "dotenv" %><%= Dotenv.parse %>', {}) == '{"A"=>"1", "B"=>"two words", "C"=>"1-x", "D"=>"d"}'
+    # load returns what it changed; later lookups see the values; overload overwrites.
+    template = """\
+        <%- require "dotenv" -%>
+        <%= Dotenv.load(".env", ".env.prod").keys.join(",") %>
+        <%= ENV["A"] %> <%= ENV["B"] %> <%= ENV["E"] %>
+        <%= Dotenv.overload(".env.prod") %> <%= ENV["A"] %>
+        """
+    assert erb(template, env) == "B,C,D,E\nfrom-env two words hi\n{\"A\"=>\"9\"} 9\n"
+    assert erb_error('<% require "dotenv" %><%= Dotenv.load!("none.env") %>', env) == (
+        f"config/deploy.yml:1: No such file or directory @ rb_sysopen - {tmp_path}/none.env")
+    template = """\
+        <%
+          begin
+            require "dotenv/load"
+          rescue LoadError
+            # optional
+          end
+        -%>
+        <%= ENV["C"] %>"""
+    assert erb(template, {}) == "1-x"
+
+
+def test_dotenv_load_changes_the_process_environment(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("KAMALPY_ERB_DOTENV_TEST=loaded\n")
+    monkeypatch.setenv("KAMALPY_ERB_DOTENV_TEST", "x")
+    monkeypatch.delenv("KAMALPY_ERB_DOTENV_TEST")
+    assert render('<% require "dotenv/load" %><%= ENV["KAMALPY_ERB_DOTENV_TEST"] %>', "x.yml") == "loaded"
+    import os
+
+    assert os.environ["KAMALPY_ERB_DOTENV_TEST"] == "loaded"  # as in Kamal's process (secrets see it)
+
+
+def test_multi_statement_blocks_and_locals() -> None:
+    template = """\
+        <%
+          app = ENV.fetch("NOPE") { "shop" }   # a Ruby comment
+          hosts = ENV.fetch("HOSTS", "a, b ,c").split(",").map(&:strip)
+          port = ENV.fetch("PORT", "2200").to_i + 22; tier = nil
+          tier ||= hosts.size > 2 rescue "three"
+          label = "#{app}-#{hosts.last}"
+        -%>
+        <%= app %> <%= hosts %> <%= port %> <%= tier %> <%= label %>
+        <% if hosts.include?("b") && port == 2222 -%>
+        yes <%= hosts[0] %><%= hosts[-1] %><%= hosts[9].inspect %>
+        <% end -%>
+        """
+    # `hosts.size > 2` is outside the subset: the whole tag is reported.
+    assert erb_error(template).startswith("config/deploy.yml:1: unsupported ERB: app = ENV.fetch")
+    template = template.replace("hosts.size > 2 rescue", "ENV.fetch('NOPE') rescue")
+    assert erb_error(template + "<%- hosts.map { |h| h.upcase }.each do |x| -%>\n") == (
+        "config/deploy.yml:12: unsupported ERB: hosts.map { |h| h.upcase }.each do |x|")
+    assert erb(template) == 'shop ["a", "b", "c"] 2222 three shop-c\nyes acnil\n'
+
+
+def test_expression_idioms() -> None:
+    cases = {
+        '<%= ENV.fetch("NOPE", nil).inspect %>': "nil",
+        '<%= ENV.fetch("NOPE") { ENV["APP"] + "-d" } %>': "web-d",
+        '<%= "#{ENV["APP"]}:#{"in#{1 + 1}"}" %>': "web:in2",
+        '<%= ENV["NOPE"] || ENV["EMPTY"].presence || ENV["APP"] || "x" %>': "web",
+        '<%= ENV["APP"] == "web" ? (ENV["NOPE"] ? 1 : 2) : 3 %>': "2",
+        '<%= " a  b ".split.inspect %>|<%= "a,b,,".split(",").inspect %>': '["a", "b"]|["a", "b"]',
+        '<%= %w[x y z].map(&:upcase).join("-") %>|<%= %w(a).first %>': "X-Y-Z|a",
+        '<%= ["a ", nil, " b"].compact.map(&:strip) %>': '["a", "b"]',
+        '<%= "12 apples".to_i + 1 %>|<%= nil.to_i %>|<%= 3 - 5 %>': "13|0|-2",
+        '<%= ENV["APP"]&.upcase %>|<%= ENV["NOPE"]&.upcase.inspect %>': "WEB|nil",
+        "<%= 'single #{not}' %>": "single #{not}",
+        '<%= %w[a b].select { |x| x == "b" } %>|<%= %w[a b].reject { |x| x == "b" } %>': '["b"]|["a"]',
+    }
+    for template, expected in cases.items():
+        assert erb(template) == expected, template
+    assert erb_error('<%= "a" + nil %>') == "config/deploy.yml:1: no implicit conversion of nil into String"
+    assert erb_error("<%= 1 + 'a' %>") == "config/deploy.yml:1: String can't be coerced into Integer"
+
+
+def test_statement_forms() -> None:
+    env = dict(ENV)
+    template = """\
+        <% ENV["SET"] = "v"; ENV["APP"] ||= "other" %><%= ENV["SET"] %> <%= ENV["APP"] %>
+        <% x = 1 if ENV["NOPE"] %><%= x.inspect %> <% y = 2 unless ENV["NOPE"] %><%= y %>
+        <% begin %><%= ENV.fetch("NOPE") %><% rescue KeyError => e %>rescued: <%= e.message %><% end %>
+        <% begin; v = 1; rescue; v = 2; else; v = 3; ensure; w = 4; end %><%= v %><%= w %>
+        """
+    assert erb(template, env) == 'v web\nnil 2\nrescued: key not found: "NOPE"\n34\n'
+    assert "SET" not in ENV  # a given env is copied, not changed
+    assert erb_error('<% begin %><%= ENV.fetch("NOPE") %><% rescue LoadError %><% end %>') == (
+        'config/deploy.yml:1: key not found: "NOPE"')
+    assert erb_error("a\n<% begin %>\nb") == "config/deploy.yml:2: missing <% end %> for this <% begin %>"
+    assert erb_error("<% rescue %>") == "config/deploy.yml:1: unexpected <% rescue %> without <% if %>"
+
+
+# --- bounded nesting ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "<%= " + "(" * 200 + "1" + ")" * 200 + " %>",
+        "<%= " + "[" * 200 + "]" * 200 + " %>",
+        "<%= " + '"#{' * 100 + "1" + '}"' * 100 + " %>",
+        "<% if true %>" * 100 + "x" + "<% end %>" * 100,
+        "<%= " + "!" * 5000 + "true %>",
+        "<%= ENV['APP']" + ".strip" * 5000 + " %>",
+        "<%= " + "true ? " * 300 + "1" + " : 2" * 300 + " %>",
+        "<%= " + "ENV.fetch('X') { " * 200 + "1" + " }" * 200 + " %>",
+    ],
+)
+def test_deep_nesting_is_a_clear_error(template: str) -> None:
+    message = erb_error("a: 1\n" + template)
+    assert message == ("config/deploy.yml: ERB nests too deeply (at most 32 levels of parentheses, blocks and "
+                       "interpolations)")
+
+
+def test_long_flat_chains_are_fine() -> None:
+    assert erb("<%= " + " || ".join(["nil"] * 5000) + " || 1 %>") == "1"
+    assert erb("<%= " + " + ".join(["1"] * 5000) + " %>") == "5000"
+    assert erb("<%= 1 %>" * 5000) == "1" * 5000
+    nested = "<%= " + "(" * 30 + "1" + ")" * 30 + " %>"
+    assert erb(nested) == "1"

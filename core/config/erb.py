@@ -1,34 +1,46 @@
 """ERB pre-processing of configuration files, the way Kamal renders them (``ERB.new(text, trim_mode: "-")``).
 
-Kamal evaluates arbitrary Ruby inside ``<% %>`` tags. We never evaluate anything: this module scans the
-template with the same rules as Ruby's ERB (``ExplicitScanner``) and interprets a small, closed expression
-language (see ``decisions.md``, "ERB"): ``ENV[...]``, ``ENV.fetch(...)``, shell-outs (backticks, ``%x()``),
-literals, ``==`` ``!=`` ``!`` ``&&`` ``||``, ``?:``, parentheses, a few harmless string methods, and the
-statements ``if``/``elsif``/``else``/``unless``/``end``. Anything else is a ``ConfigurationError`` naming
-the file and line, so a template is never rendered differently from Kamal without saying so.
+Kamal evaluates arbitrary Ruby inside ``<% %>`` tags. We never run Ruby: this module scans the template
+with the same rules as Ruby's ERB (``ExplicitScanner``), turns it into one small program as ERB's compiler
+does (text and ``<%= %>`` become output statements, so an ``if`` or ``begin`` may span several tags), and
+interprets a closed subset of Ruby (listed in docs/configuration.md, "ERB"; the values and methods live in
+:mod:`kamalpy.config.erb_ruby`). Anything else is a ``ConfigurationError`` naming the file and line, so a
+template is never rendered differently from Kamal without saying so. One exception: an output tag on a
+YAML comment line whose code is outside the subset renders nothing, since Kamal's output there is a comment.
+Nesting (parentheses, blocks, interpolation) is bounded by ``MAX_DEPTH``.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from kamalpy.config.erb_ruby import (
+    CONSTANT_METHODS,
+    FUNCTIONS,
+    VALUE_METHODS,
+    RubyError,
+    Runtime,
+    Unsupported,
+    rescues,
+    to_s,
+    truthy,
+)
 from kamalpy.errors import ConfigurationError
 
-__all__ = ["render"]
+__all__ = ["MAX_DEPTH", "render"]
+
+MAX_DEPTH = 32  # nested parentheses, brackets, blocks and interpolations; real templates use a handful
 
 # Ruby ERB's scanner for trim_mode "-" (erb/compiler.rb, ExplicitScanner). Outside a tag only these start
 # tokens exist; `^[ \t]*<%-` eats the indentation before `<%-`. Inside a tag only these end tokens exist.
 _STAG = r"(?m)^[ \t]*<%-|<%-|<%%|<%=|<%#|<%"
 _ETAG = r"-%>|%%>|%>"
 _NEWLINE_AFTER_TRIM = r"\r?\n"
-
-_STATEMENT = r"(?s)(if|elsif|unless)\b\s*(.*?)(?:\s+then)?"
-
-_MISSING = object()
+_YAML_COMMENT = r"(?m)^[ \t]*#|[ \t]#"  # searched from a line's start
+_YAML_COMMENT_INSIDE = r"[ \t]#"  # searched in the text between two tags on one line
 
 
 @functools.cache
@@ -37,22 +49,29 @@ def _rx(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-class _Unsupported(Exception):
-    """Code outside the supported ERB subset (reported with the tag's code, file and line)."""
+class _TooDeep(Exception):
+    """Nesting beyond MAX_DEPTH."""
 
 
-class _RubyError(Exception):
-    """A runtime error Ruby would raise (message in Ruby's words, without file and line)."""
+class _Tag:
+    """One ``<% %>`` / ``<%= %>`` tag: its code, the line it starts on, whether it sits in a YAML comment."""
+
+    __slots__ = ("code", "line", "in_comment")
+
+    def __init__(self, code: str, line: int, in_comment: bool) -> None:
+        self.code, self.line, self.in_comment = code, line, in_comment
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Template scanning and block structure
+# Template scanning
 
 
 def _scan(text: str, path: str) -> list[tuple]:
-    """Split the template into ("text", s) / ("expr", code, line) / ("stmt", code, line) items."""
+    """Split the template into ("text", s) / ("expr", tag) / ("stmt", tag) items."""
     items: list[tuple] = []
     pos, size = 0, len(text)
+    line, counted = 1, 0  # line numbers and YAML comments are tracked incrementally: linear in the text
+    in_comment = False
     while pos < size:
         match = _rx(_STAG).search(text, pos)
         if match is None:
@@ -60,13 +79,19 @@ def _scan(text: str, path: str) -> list[tuple]:
             break
         if match.start() > pos:
             items.append(("text", text[pos : match.start()]))
+        line_break = text.rfind("\n", pos, match.start())
+        if line_break >= 0 or pos == 0:
+            in_comment = bool(_rx(_YAML_COMMENT).search(text, line_break + 1, match.start()))
+        elif not in_comment:
+            in_comment = bool(_rx(_YAML_COMMENT_INSIDE).search(text, pos, match.start()))
         token = match.group()
         if token == "<%%":  # literal "<%"
             items.append(("text", "<%"))
             pos = match.end()
             continue
-        line = text.count("\n", 0, match.end()) + 1
-        kind = {"<%=": "expr", "<%#": "comment"}.get(token, "stmt")  # "<%", "<%-" and "  <%-" are statements
+        line += text.count("\n", counted, match.end())
+        counted = match.end()
+        kind = {"<%=": "expr", "<%#": "comment"}.get(token.strip(), "stmt")  # "<%", "<%-": statements
         code: list[str] = []
         cursor = match.end()
         while True:
@@ -83,110 +108,37 @@ def _scan(text: str, path: str) -> list[tuple]:
                 if newline:
                     cursor = newline.end()
             break
+        if text.find("\n", match.end(), cursor) >= 0:
+            in_comment = False  # a tag spanning lines: the text after it starts mid-line, not in a comment
         pos = cursor
         if kind != "comment":
-            items.append((kind, "".join(code), line))
+            items.append((kind, _Tag("".join(code), line, in_comment)))
     return items
 
 
-class _If:
-    """An if/unless chain: branches of (condition or None for else, negated, body, line)."""
-
-    def __init__(self, line: int) -> None:
-        self.line = line
-        self.branches: list[tuple[Any, bool, list, int]] = []
-        self.has_else = False
-        self.is_unless = False
-
-
-def _build(items: list[tuple], path: str) -> list:
-    """Nest the scanned items into blocks following if/elsif/else/unless/end."""
-    root: list = []
-    stack: list[tuple[list, _If | None]] = [(root, None)]
-    for item in items:
-        body = stack[-1][0]
-        if item[0] == "text":
-            body.append(item[1])
-            continue
-        kind, code, line = item
-        if kind == "expr":
-            body.append(("expr", _parse_expr(code, path, line), line))
-            continue
-        stmt = code.strip()
-        if not stmt:
-            continue  # `<% %>` does nothing in Ruby either
-        match = _rx(_STATEMENT).fullmatch(stmt)
-        if stmt in ("else", "end"):
-            keyword, cond_code = stmt, ""
-        elif match and match.group(2):
-            keyword, cond_code = match.group(1), match.group(2)
-        else:
-            raise ConfigurationError(f"{path}:{line}: unsupported ERB: {_show(code)}")
-        node = stack[-1][1]
-        if keyword in ("if", "unless"):
-            new = _If(line)
-            new.is_unless = keyword == "unless"
-            branch: list = []
-            new.branches.append((_parse_expr(cond_code, path, line), keyword == "unless", branch, line))
-            body.append(new)
-            stack.append((branch, new))
-        elif node is None:
-            raise ConfigurationError(f"{path}:{line}: unexpected <% {keyword} %> without <% if %>")
-        elif keyword == "end":
-            stack.pop()
-        elif node.has_else or (keyword == "elsif" and node.is_unless):
-            raise ConfigurationError(f"{path}:{line}: unexpected <% {keyword} %>")
-        else:
-            branch = []
-            cond = None if keyword == "else" else _parse_expr(cond_code, path, line)
-            node.has_else = keyword == "else"
-            node.branches.append((cond, False, branch, line))
-            stack[-1] = (branch, node)
-    if len(stack) > 1:
-        node = stack[-1][1]
-        assert node is not None
-        raise ConfigurationError(f"{path}:{node.line}: missing <% end %> for this <% if %>")
-    return root
-
-
-def _show(code: str) -> str:
-    text = " ".join(code.split())
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 # ---------------------------------------------------------------------------------------------------------
-# Expressions: tokenizer and recursive-descent parser producing small tuples
+# Tokens: (kind, value, tag index). Kinds: text out outend nl lit dstr sh words sym bpass ident op
 
-_TOKEN = (
-    r"""(?sx)(?P<ws>\s+)
-      | (?P<dstr>"(?:[^"\\]|\\.)*")
-      | (?P<sstr>'(?:[^'\\]|\\.)*')
-      | (?P<btick>`(?:[^`\\]|\\.)*`)
-      | (?P<pctx>%x[^\w\s])
-      | (?P<num>\d[\d_]*(?:\.\d[\d_]*)?(?:[eE][-+]?\d+)?)
-      | (?P<ident>[A-Za-z_]\w*(?:[?!](?![=]))?)
-      | (?P<op>==|!=|&&|\|\||[!()\[\],.?:{}-])
-    """
-)
+_TOKEN = r"""(?x)
+      (?P<ws>[ \t\r\f\v]+|\\\r?\n)
+    | (?P<comment>\#[^\n]*)
+    | (?P<nl>[\n;])
+    | (?P<num>\d[\d_]*(?:\.\d[\d_]*)?(?:[eE][-+]?\d+)?)
+    | (?P<ident>[A-Za-z_]\w*(?:[?!](?!=))?)
+    | (?P<bpass>&:[A-Za-z_]\w*[?!]?)
+    | (?P<sym>:[A-Za-z_]\w*[?!]?)
+    | (?P<op>\|\|=|&&=|::|==|!=|=>|&&|\|\||&\.|[-+()\[\],.?:{}=|!])
+"""
 
 _PAIRS = {"(": ")", "[": "]", "{": "}", "<": ">"}
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "s": " ", "e": "\x1b", "a": "\a", "b": "\b",
             "f": "\f", "v": "\v"}
 
 
-def _unescape_double(body: str) -> str:
-    """Double-quoted/backtick Ruby string body; interpolation is outside the subset."""
-    if re.search(r"(?<!\\)(?:\\\\)*#[{$@]", body):
-        raise _Unsupported("string interpolation")
-    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), body, flags=re.S)
-
-
-def _unescape_single(body: str) -> str:
-    return re.sub(r"\\([\\'])", r"\1", body)
-
-
-def _percent_x(code: str, start: int) -> tuple[str, int]:
-    """The command of `%x(...)` starting at code[start] (the delimiter), and the index after it."""
+def _delimited(code: str, start: int) -> tuple[str, int]:
+    """The body of a %-literal whose delimiter is code[start] (nesting pairs), and the index after it."""
+    if start >= len(code):
+        raise Unsupported("unterminated literal")
     opener = code[start]
     closer = _PAIRS.get(opener, opener)
     depth, i = 1, start + 1
@@ -202,369 +154,700 @@ def _percent_x(code: str, start: int) -> tuple[str, int]:
         elif char == opener and opener != closer:
             depth += 1
         i += 1
-    raise _Unsupported("unterminated %x")
+    raise Unsupported("unterminated literal")
 
 
-def _tokenize(code: str) -> list[tuple[str, Any]]:
-    tokens: list[tuple[str, Any]] = []
-    pos = 0
-    while pos < len(code):
-        match = _rx(_TOKEN).match(code, pos)
-        if match is None:
-            raise _Unsupported(code[pos:])
-        kind = match.lastgroup
-        text = match.group()
-        pos = match.end()
-        if kind == "ws":
+class _Lexer:
+    def __init__(self, tag: int) -> None:
+        self.tag = tag
+
+    def tokens(self, code: str, pos: int = 0, depth: int = 0, until_brace: bool = False) -> tuple[list, int]:
+        """Tokens of ``code`` from ``pos``; with ``until_brace``, up to the ``}`` closing an interpolation."""
+        if depth > MAX_DEPTH:
+            raise _TooDeep
+        out: list[tuple] = []
+        braces = 0
+        while pos < len(code):
+            char = code[pos]
+            if char in "\"`":
+                parts, pos = self.interpolated(code, pos + 1, char, depth)
+                out.append(("dstr" if char == '"' else "sh", parts, self.tag))
+                continue
+            if char == "'":
+                body, pos = self.single(code, pos + 1, "'")
+                out.append(("lit", body, self.tag))
+                continue
+            if char == "%" and pos + 1 < len(code):
+                kind = code[pos + 1]
+                if kind in "wWxqQ" and pos + 2 < len(code) and not code[pos + 2].isalnum() \
+                        and not code[pos + 2].isspace():
+                    body, pos = _delimited(code, pos + 2)
+                    if kind in "wW":
+                        out.append(("words", body.split(), self.tag))
+                    elif kind == "q":
+                        out.append(("lit", re.sub(r"\\([\\'])", r"\1", body), self.tag))
+                    else:
+                        parts, _ = self.interpolated(body + "\0", 0, "\0", depth)
+                        out.append(("sh" if kind == "x" else "dstr", parts, self.tag))
+                    continue
+            match = _rx(_TOKEN).match(code, pos)
+            if match is None:
+                raise Unsupported(code[pos:])
+            kind, text = match.lastgroup, match.group()
+            pos = match.end()
+            if kind in ("ws", "comment"):
+                continue
+            if kind == "num":
+                clean = text.replace("_", "")
+                value: Any = float(clean) if ("." in clean or "e" in clean.lower()) else int(clean)
+                out.append(("lit", value, self.tag))
+            elif kind == "bpass":
+                out.append(("bpass", text[2:], self.tag))
+            elif kind == "sym":
+                out.append(("sym", text[1:], self.tag))
+            elif kind == "nl":
+                out.append(("nl", None, self.tag))
+            else:
+                if until_brace and text == "{":
+                    braces += 1
+                elif until_brace and text == "}":
+                    if braces == 0:
+                        return out, pos
+                    braces -= 1
+                out.append((kind, text, self.tag))
+        if until_brace:
+            raise Unsupported("unterminated interpolation")
+        return out, pos
+
+    def single(self, code: str, pos: int, close: str) -> tuple[str, int]:
+        chars: list[str] = []
+        while pos < len(code):
+            char = code[pos]
+            if char == "\\" and pos + 1 < len(code) and code[pos + 1] in ("\\", close):
+                chars.append(code[pos + 1])
+                pos += 2
+                continue
+            if char == close:
+                return "".join(chars), pos + 1
+            chars.append(char)
+            pos += 1
+        raise Unsupported("unterminated string")
+
+    def interpolated(self, code: str, pos: int, close: str, depth: int) -> tuple[list, int]:
+        """A double-quoted body: a list of str and token lists (the code of each ``#{}``)."""
+        parts: list[Any] = []
+        chars: list[str] = []
+        while pos < len(code):
+            char = code[pos]
+            if char == "\\" and pos + 1 < len(code):
+                escape = code[pos + 1]
+                unicode = re.match(r"u(?:\{([0-9a-fA-F]{1,6})\}|([0-9a-fA-F]{4}))", code[pos + 1 : pos + 10])
+                if unicode:
+                    chars.append(chr(int(unicode.group(1) or unicode.group(2), 16)))
+                    pos += 1 + unicode.end()
+                    continue
+                chars.append(_ESCAPES.get(escape, escape))
+                pos += 2
+                continue
+            if char == close:
+                if chars:
+                    parts.append("".join(chars))
+                return parts, pos + 1
+            if char == "#" and code.startswith("{", pos + 1):
+                if chars:
+                    parts.append("".join(chars))
+                    chars = []
+                tokens, pos = self.tokens(code, pos + 2, depth + 1, until_brace=True)
+                parts.append(tokens)
+                continue
+            if char == "#" and pos + 1 < len(code) and code[pos + 1] in "@$":
+                raise Unsupported("interpolation of a variable")
+            chars.append(char)
+            pos += 1
+        raise Unsupported("unterminated string")
+
+
+def _program_tokens(items: list[tuple], tags: list[_Tag]) -> list[tuple]:
+    """The whole template as one token stream; each tag ends a statement, as in ERB's compiled code."""
+    tokens: list[tuple] = []
+    for item in items:
+        if item[0] == "text":
+            tokens.append(("text", item[1], len(tags) - 1))
             continue
-        if kind == "dstr":
-            tokens.append(("lit", _unescape_double(text[1:-1])))
-        elif kind == "sstr":
-            tokens.append(("lit", _unescape_single(text[1:-1])))
-        elif kind == "btick":
-            tokens.append(("sh", _unescape_double(text[1:-1])))
-        elif kind == "pctx":
-            command, pos = _percent_x(code, match.start() + 2)
-            tokens.append(("sh", _unescape_double(command)))
-        elif kind == "num":
-            clean = text.replace("_", "")
-            tokens.append(("lit", float(clean) if ("." in clean or "e" in clean.lower()) else int(clean)))
+        tag: _Tag = item[1]
+        tags.append(tag)
+        index = len(tags) - 1
+        try:
+            code_tokens, _ = _Lexer(index).tokens(tag.code)
+        except Unsupported:
+            if item[0] == "expr" and tag.in_comment:
+                continue  # unreadable code in a YAML comment: its output would be comment text
+            raise _TagError(index) from None
+        if item[0] == "expr":
+            tokens += [("out", None, index), *code_tokens, ("outend", None, index)]
         else:
-            tokens.append((kind, text))
+            tokens += [*code_tokens, ("nl", None, index)]
     return tokens
 
 
+class _TagError(Exception):
+    """Unsupported code in the tag with this index."""
+
+    def __init__(self, tag: int) -> None:
+        self.tag = tag
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Parser: statements and expressions (Ruby's precedence, lowest first:
+# modifiers, `rescue` modifier, ?:, ||, &&, !, == !=, + -, unary minus, .method [] postfix, primary)
+
+_BLOCK_END = {"end", "else", "elsif", "rescue", "ensure"}
+_EXPR_START = {"lit", "dstr", "sh", "words", "sym", "ident"}
+
+
 class _Parser:
-    """Precedence (Ruby's, lowest first): ?:  ||  &&  == !=  !  .method  primary."""
-
-    def __init__(self, tokens: list[tuple[str, Any]]) -> None:
+    def __init__(self, tokens: list[tuple], tags: list[_Tag]) -> None:
         self.tokens = tokens
+        self.tags = tags
         self.pos = 0
+        self.depth = 0
+        self.locals: set[str] = set()
 
-    def peek(self, kind: str | None = None, value: Any = _MISSING) -> bool:
-        if self.pos >= len(self.tokens):
+    # -- token helpers
+    def peek(self, kind: str | None = None, value: Any = None, ahead: int = 0) -> bool:
+        index = self.pos + ahead
+        if index >= len(self.tokens):
             return False
-        tok = self.tokens[self.pos]
-        return (kind is None or tok[0] == kind) and (value is _MISSING or tok[1] == value)
+        tok = self.tokens[index]
+        return (kind is None or tok[0] == kind) and (value is None or tok[1] == value)
 
-    def take(self, kind: str, value: Any = _MISSING) -> Any:
+    def take(self, kind: str, value: Any = None) -> Any:
         if not self.peek(kind, value):
-            raise _Unsupported("unexpected token")
+            raise Unsupported("unexpected token")
         self.pos += 1
         return self.tokens[self.pos - 1][1]
 
-    def parse(self) -> tuple:
-        node = self.ternary()
-        if self.pos != len(self.tokens):
-            raise _Unsupported("trailing code")
+    def accept(self, kind: str, value: Any = None) -> bool:
+        if self.peek(kind, value):
+            self.pos += 1
+            return True
+        return False
+
+    def skip_nl(self) -> None:
+        while self.peek("nl"):
+            self.pos += 1
+
+    def tag(self) -> int:
+        return self.tokens[min(self.pos, len(self.tokens) - 1)][2]
+
+    def keyword(self) -> str | None:
+        return self.tokens[self.pos][1] if self.peek("ident") and self.tokens[self.pos][1] in _BLOCK_END else None
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _TooDeep
+
+    # -- statements
+    def program(self) -> list:
+        body = self.statements()
+        if self.pos < len(self.tokens):
+            raise _Structure(self.tag(), f"unexpected <% {self.keyword()} %> without <% if %>")
+        return body
+
+    def statements(self) -> list:
+        body: list = []
+        while self.pos < len(self.tokens):
+            if self.peek("nl"):
+                self.pos += 1
+            elif self.peek("text"):
+                body.append(("text", self.take("text")))
+            elif self.keyword():
+                break
+            elif self.peek("out"):
+                body.append(self.output())
+            else:
+                body.append(self.statement())
+                if self.pos < len(self.tokens) and not (self.peek("nl") or self.peek("text") or self.peek("out")):
+                    raise Unsupported("trailing code")
+        return body
+
+    def output(self) -> tuple:
+        start = self.pos
+        tag = self.tag()
+        self.pos += 1
+        try:
+            node = ("out", self.expression(), tag)
+            self.skip_nl()
+            self.take("outend")
+            return node
+        except Unsupported:
+            if not self.tags[tag].in_comment:
+                raise
+        # Outside the subset, in a YAML comment: Kamal's output would be comment text; render nothing.
+        self.pos = start
+        while not self.peek("outend"):
+            self.pos += 1
+        self.pos += 1
+        self.depth = 0
+        return ("text", "")
+
+    def statement(self) -> tuple:
+        tag = self.tag()
+        if self.peek("ident", "if") or self.peek("ident", "unless"):
+            stmt = self.if_block()
+        elif self.peek("ident", "begin"):
+            stmt = self.begin_block()
+        else:
+            stmt = self.simple()
+        while self.peek("ident", "if") or self.peek("ident", "unless") or self.peek("ident", "rescue"):
+            word = self.take("ident")
+            if word == "rescue":
+                stmt = ("begin", [stmt], [((), None, [("expr", self.expression(), tag)])], [], [], tag)
+            else:
+                stmt = ("if", [(self.expression(), word == "unless", [stmt], tag)])
+        return stmt
+
+    def simple(self) -> tuple:
+        tag = self.tag()
+        if self.peek("ident") and self.peek("op", None, 1) and self.tokens[self.pos + 1][1] in ("=", "||=") \
+                and (self.tokens[self.pos][1][0].islower() or self.tokens[self.pos][1][0] == "_"):
+            name = self.take("ident")
+            operator = self.take("op")
+            self.skip_nl()
+            self.locals.add(name)
+            return ("assign", ("var", name), operator, self.rescue_modifier(), tag)
+        node = self.expression()
+        if self.peek("op", "=") or self.peek("op", "||="):
+            if node[0] != "index" or node[1] != ("const", "ENV"):
+                raise Unsupported("assignment")
+            operator = self.take("op")
+            self.skip_nl()
+            return ("assign", ("envset", node[2][0]), operator, self.rescue_modifier(), tag)
+        return ("expr", node, tag)
+
+    def rescue_modifier(self) -> tuple:
+        node = self.expression()
+        if self.accept("ident", "rescue"):
+            return ("rescue", node, self.expression())
         return node
+
+    def if_block(self) -> tuple:
+        tag = self.tag()
+        word = self.take("ident")
+        self.enter()
+        branches: list = []
+        cond = self.expression()
+        self.accept("ident", "then")
+        branches.append((cond, word == "unless", self.statements(), tag))
+        has_else = False
+        while True:
+            keyword = self.keyword()
+            branch_tag = self.tag()
+            if keyword is None:
+                raise _Structure(tag, f"missing <% end %> for this <% {word} %>")
+            self.pos += 1
+            if keyword == "end":
+                break
+            if has_else or keyword not in ("else", "elsif") or (keyword == "elsif" and word == "unless"):
+                raise _Structure(branch_tag, f"unexpected <% {keyword} %>")
+            if keyword == "else":
+                has_else = True
+                branches.append((None, False, self.statements(), branch_tag))
+            else:
+                cond = self.expression()
+                self.accept("ident", "then")
+                branches.append((cond, False, self.statements(), branch_tag))
+        self.depth -= 1
+        return ("if", branches)
+
+    def begin_block(self) -> tuple:
+        tag = self.tag()
+        self.take("ident", "begin")
+        self.enter()
+        body = self.statements()
+        handlers: list = []
+        else_body: list = []
+        ensure_body: list = []
+        while True:
+            keyword = self.keyword()
+            if keyword is None:
+                raise _Structure(tag, "missing <% end %> for this <% begin %>")
+            self.pos += 1
+            if keyword == "end":
+                break
+            if keyword == "rescue" and not else_body and not ensure_body:
+                classes: list[str] = []
+                while self.peek("ident") and self.tokens[self.pos][1][0].isupper():
+                    name = self.take("ident")
+                    while self.accept("op", "::"):
+                        name += "::" + self.take("ident")
+                    classes.append(name)
+                    if not self.accept("op", ","):
+                        break
+                variable = None
+                if self.accept("op", "=>"):
+                    variable = self.take("ident")
+                    self.locals.add(variable)
+                self.accept("ident", "then")
+                handlers.append((tuple(classes), variable, self.statements()))
+            elif keyword == "else" and handlers and not else_body:
+                else_body = self.statements() or [("text", "")]
+            elif keyword == "ensure" and not ensure_body:
+                ensure_body = self.statements() or [("text", "")]
+            else:
+                raise _Structure(self.tokens[self.pos - 1][2], f"unexpected <% {keyword} %>")
+        self.depth -= 1
+        return ("begin", body, handlers, else_body, ensure_body, tag)
+
+    # -- expressions
+    def expression(self) -> tuple:
+        self.enter()
+        try:
+            return self.ternary()
+        finally:
+            self.depth -= 1
 
     def ternary(self) -> tuple:
         cond = self.logical_or()
-        if self.peek("op", "?"):
-            self.pos += 1
-            then = self.ternary()
+        if self.accept("op", "?"):
+            self.skip_nl()
+            then = self.expression()
+            self.skip_nl()
             self.take("op", ":")
-            return ("cond", cond, then, self.ternary())
+            self.skip_nl()
+            return ("cond", cond, then, self.expression())
         return cond
 
+    def _chain(self, name: str, operator: str, operand: Any) -> tuple:
+        terms = [operand()]
+        while self.accept("op", operator):
+            self.skip_nl()
+            terms.append(operand())
+        return terms[0] if len(terms) == 1 else (name, terms)
+
     def logical_or(self) -> tuple:
-        node = self.logical_and()
-        while self.peek("op", "||"):
-            self.pos += 1
-            node = ("or", node, self.logical_and())
-        return node
+        return self._chain("or", "||", self.logical_and)
 
     def logical_and(self) -> tuple:
-        node = self.equality()
-        while self.peek("op", "&&"):
-            self.pos += 1
-            node = ("and", node, self.equality())
-        return node
+        return self._chain("and", "&&", self.negation)
+
+    def negation(self) -> tuple:
+        if self.accept("op", "!"):
+            self.enter()
+            node = ("not", self.negation())
+            self.depth -= 1
+            return node
+        return self.equality()
 
     def equality(self) -> tuple:
-        node = self.unary()
+        node = self.additive()
         if self.peek("op", "==") or self.peek("op", "!="):
             op = self.take("op")
-            node = ("eq" if op == "==" else "ne", node, self.unary())
+            self.skip_nl()
+            node = ("eq" if op == "==" else "ne", node, self.additive())
         return node
+
+    def additive(self) -> tuple:
+        terms: list = [self.unary()]
+        operators: list[str] = []
+        while self.peek("op", "+") or self.peek("op", "-"):
+            operators.append(self.take("op"))
+            self.skip_nl()
+            terms.append(self.unary())
+        return terms[0] if not operators else ("arith", terms, operators)
 
     def unary(self) -> tuple:
-        if self.peek("op", "!"):
-            self.pos += 1
-            return ("not", self.unary())
-        if self.peek("op", "-") and self.pos + 1 < len(self.tokens) and self.tokens[self.pos + 1][0] == "lit" \
+        if self.peek("op", "-") and self.peek("lit", None, 1) \
                 and isinstance(self.tokens[self.pos + 1][1], (int, float)):
             self.pos += 2
-            return ("lit", -self.tokens[self.pos - 1][1])
-        return self.postfix()
+            return self.postfix(("lit", -self.tokens[self.pos - 1][1]))
+        if self.peek("op", "!"):
+            return self.negation()
+        return self.postfix(self.primary())
 
-    def postfix(self) -> tuple:
-        node = self.primary()
-        while self.peek("op", "."):
-            self.pos += 1
-            name = self.take("ident")
-            if name not in _METHODS:
-                raise _Unsupported(f"method {name}")
-            if self.peek("op", "("):  # `x.strip()` is the same call
+    def postfix(self, node: tuple) -> tuple:
+        length = 0
+        while True:
+            safe = False
+            if self.peek("op", ".") or self.peek("op", "&."):
+                safe = self.take("op") == "&."
+            elif self.peek("nl") and self.leading_dot():
+                self.skip_nl()
+                safe = self.take("op") == "&."
+            elif self.peek("op", "[") and node[0] not in ("lit",):
                 self.pos += 1
-                self.take("op", ")")
-            node = ("call", node, name)
-        return node
+                args = self.arguments("]")
+                node = ("index", node, args)
+                length += 1
+                self.check_chain(length)
+                continue
+            else:
+                return node
+            self.skip_nl()
+            name = self.take("ident")
+            node = self.call(node, name, safe)
+            length += 1
+            self.check_chain(length)
+
+    def check_chain(self, length: int) -> None:
+        if self.depth + length > MAX_DEPTH:
+            raise _TooDeep
+
+    def leading_dot(self) -> bool:
+        index = self.pos
+        while index < len(self.tokens) and self.tokens[index][0] == "nl":
+            index += 1
+        return index < len(self.tokens) and self.tokens[index][0] == "op" and self.tokens[index][1] in (".", "&.")
+
+    def call(self, receiver: tuple | None, name: str, safe: bool) -> tuple:
+        """A method call after its name: arguments (with or without parentheses) and a block."""
+        if receiver is not None and receiver[0] == "const":
+            if name not in CONSTANT_METHODS[receiver[1]]:
+                raise Unsupported(f"{receiver[1]}.{name}")
+        elif receiver is None:
+            if name not in FUNCTIONS:
+                raise Unsupported(name)
+        elif name not in VALUE_METHODS:
+            raise Unsupported(f"method {name}")
+        args: list = []
+        if self.accept("op", "("):
+            args = self.arguments(")")
+        elif self.starts_command_argument():
+            args = [self.expression()]
+            while self.accept("op", ","):
+                self.skip_nl()
+                args.append(self.expression())
+        block = None
+        if self.peek("bpass") and not args:
+            block = ("bpass", self.take("bpass"))
+        elif args and args[-1][0] == "bpass":
+            block = args.pop()
+        elif self.peek("op", "{"):
+            block = self.block()
+        if name == "require" and receiver is None and args not in ([("lit", "dotenv")], [("lit", "dotenv/load")]):
+            raise Unsupported("require")  # only dotenv is known; other libraries would need their Ruby
+        return ("call", receiver, name, args, block, safe)
+
+    def starts_command_argument(self) -> bool:
+        """``File.read "x"``, ``Dotenv.load ".env"``: a call's first argument without parentheses."""
+        return any(self.peek(kind) for kind in ("lit", "dstr", "sh", "words", "sym")) or (
+            self.peek("ident") and self.tokens[self.pos][1] not in ("if", "unless", "rescue", "then", "and", "or",
+                                                                      "do", "end")
+        )
+
+    def arguments(self, closer: str) -> list:
+        self.enter()
+        args: list = []
+        self.skip_nl()
+        while not self.accept("op", closer):
+            if args:
+                self.take("op", ",")
+                self.skip_nl()
+            if self.peek("bpass"):
+                args.append(("bpass", self.take("bpass")))
+            else:
+                args.append(self.expression())
+            self.skip_nl()
+        self.depth -= 1
+        return args
+
+    def block(self) -> tuple:
+        self.take("op", "{")
+        self.enter()
+        param = None
+        if self.accept("op", "|"):
+            param = self.take("ident")
+            self.take("op", "|")
+        added = param is not None and param not in self.locals
+        if param:
+            self.locals.add(param)
+        body = self.expression()
+        if added:
+            self.locals.discard(param)
+        self.take("op", "}")
+        self.depth -= 1
+        return ("block", param, body)
 
     def primary(self) -> tuple:
         if self.peek("lit"):
             return ("lit", self.take("lit"))
-        if self.peek("sh"):
-            return ("sh", self.take("sh"))
-        if self.peek("op", "("):
-            self.pos += 1
-            node = self.ternary()
+        if self.peek("dstr") or self.peek("sh"):
+            kind = self.tokens[self.pos][0]
+            parts = self.take(kind)
+            if kind == "dstr" and all(isinstance(part, str) for part in parts):
+                return ("lit", "".join(parts))
+            node = ("interp", [self.interpolation(part) for part in parts])
+            return ("sh", node) if kind == "sh" else node
+        if self.peek("words"):
+            return ("array", [("lit", word) for word in self.take("words")])
+        if self.peek("sym"):
+            return ("lit", self.take("sym"))  # symbols only reach `to_s`-like uses: their name
+        if self.accept("op", "("):
+            self.skip_nl()
+            node = self.expression()
+            self.skip_nl()
             self.take("op", ")")
             return node
-        if self.peek("ident", "nil"):
-            self.pos += 1
-            return ("lit", None)
-        if self.peek("ident", "true") or self.peek("ident", "false"):
-            return ("lit", self.take("ident") == "true")
-        if self.peek("ident", "ENV"):
-            self.pos += 1
-            return self.env_access()
-        raise _Unsupported("unexpected token")
+        if self.accept("op", "["):
+            return ("array", self.arguments("]"))
+        name = self.take("ident")
+        if name in ("nil", "true", "false"):
+            return ("lit", {"nil": None, "true": True, "false": False}[name])
+        if name in self.locals:
+            return ("var", name)
+        if name in CONSTANT_METHODS:
+            return ("const", name)
+        return self.call(None, name, False)
 
-    def env_access(self) -> tuple:
-        if self.peek("op", "["):
-            self.pos += 1
-            key = self.ternary()
-            self.take("op", "]")
-            return ("env", key)
-        self.take("op", ".")
-        method = self.take("ident")
-        if method not in ("fetch", "key?", "has_key?", "include?"):
-            raise _Unsupported(f"ENV.{method}")
-        self.take("op", "(")
-        args = [self.ternary()]
-        while self.peek("op", ","):
-            self.pos += 1
-            args.append(self.ternary())
-        self.take("op", ")")
-        if method != "fetch":
-            if len(args) != 1:
-                raise _Unsupported("arguments")
-            return ("has", args[0])
-        default: Any = args[1] if len(args) == 2 else _MISSING
-        if len(args) > 2:
-            raise _Unsupported("arguments")
-        if default is _MISSING and self.peek("op", "{"):  # ENV.fetch("X") { "default" }
-            self.pos += 1
-            default = self.ternary()
-            self.take("op", "}")
-        return ("fetch", args[0], default)
+    def interpolation(self, part: Any) -> tuple:
+        if isinstance(part, str):
+            return ("lit", part)
+        inner = _Parser(part, self.tags)
+        inner.locals = self.locals
+        inner.depth = self.depth + 1
+        if inner.depth > MAX_DEPTH:
+            raise _TooDeep
+        node = inner.expression() if part else ("lit", "")
+        inner.skip_nl()
+        if inner.pos != len(part):
+            raise Unsupported("trailing code")
+        return node
 
 
-def _parse_expr(code: str, path: str, line: int) -> tuple:
-    try:
-        tokens = _tokenize(code)
-        if not tokens:
-            raise _Unsupported("empty expression")
-        return _Parser(tokens).parse()
-    except _Unsupported:
-        raise ConfigurationError(f"{path}:{line}: unsupported ERB: {_show(code)}") from None
+class _Structure(Exception):
+    """A block keyword out of place: the message and the tag it is in."""
+
+    def __init__(self, tag: int, message: str) -> None:
+        super().__init__(message)
+        self.tag = tag
+
+
+def _show(code: str) -> str:
+    text = " ".join(code.split())
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Evaluation with Ruby's semantics (nil and false are the only false values; && and || return operands)
+# Running the program
 
 
-def _truthy(value: Any) -> bool:
-    return value is not None and value is not False
+class _Interpreter:
+    def __init__(self, runtime: Runtime, tags: list[_Tag]) -> None:
+        self.runtime = runtime
+        self.tags = tags
+        self.out: list[str] = []
 
+    def run(self, body: list) -> None:
+        for stmt in body:
+            self.statement(stmt)
 
-def _equal(left: Any, right: Any) -> bool:
-    if isinstance(left, bool) or isinstance(right, bool):  # Python's True == 1; Ruby's true != 1
-        return type(left) is type(right) and left == right
-    return left == right
-
-
-def _to_s(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if value != value:
-            return "NaN"
-        if value in (float("inf"), float("-inf")):
-            return "Infinity" if value > 0 else "-Infinity"
-        text = repr(value)
-        mantissa, _, exponent = text.partition("e")
-        if "." not in mantissa:
-            mantissa += ".0"
-        return f"{mantissa}e{exponent}" if exponent else mantissa
-    return str(value)
-
-
-def _blank(value: Any) -> bool:
-    if value is None or value is False:
-        return True
-    if isinstance(value, str):
-        return not value.strip()
-    return False
-
-
-def _ruby_to_i(value: Any) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return int(value)
-    match = re.match(r"\s*([-+]?\d+(?:_\d+)*)", value)
-    return int(match.group(1).replace("_", "")) if match else 0
-
-
-_RUBY_SPACE = " \t\n\v\f\r\0"
-_STRING_METHODS = {
-    "strip": lambda s: s.strip(_RUBY_SPACE),
-    "lstrip": lambda s: s.lstrip(_RUBY_SPACE),
-    "rstrip": lambda s: s.rstrip(_RUBY_SPACE),
-    "chomp": lambda s: s[:-2] if s.endswith("\r\n") else s[:-1] if s.endswith(("\n", "\r")) else s,
-    "downcase": str.lower,
-    "upcase": str.upper,
-    "empty?": lambda s: not s,
-}
-_ANY_METHODS = {
-    "to_s": _to_s,
-    "to_i": _ruby_to_i,
-    "nil?": lambda v: v is None,
-    "blank?": _blank,
-    "present?": lambda v: not _blank(v),
-    "presence": lambda v: None if _blank(v) else v,
-}
-_METHODS = set(_STRING_METHODS) | set(_ANY_METHODS)
-
-
-def _ruby_class(value: Any) -> str:
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "an instance of " + {int: "Integer", float: "Float", str: "String"}.get(type(value), "Object")
-
-
-# Ruby runs a backtick command through /bin/sh only when it needs a shell; otherwise it execs the program
-# directly, so a missing program is an error (Errno::ENOENT) rather than empty output (process.c).
-_SHELL_META = set("*?{}[]<>()~&|\\$;'`\"\n#")
-_SHELL_WORDS = {"!", ".", ":", "break", "case", "continue", "do", "done", "elif", "else", "esac", "eval", "exec",
-                "exit", "export", "fi", "for", "if", "in", "readonly", "return", "set", "shift", "then", "times",
-                "trap", "unset", "until", "while"}
-
-
-def _shell(command: str, env: Mapping[str, str] | None) -> str:
-    import subprocess
-
-    words = command.split()
-    if not words:
-        raise _RubyError("No such file or directory - ")
-    direct = not (_SHELL_META & set(command)) and "=" not in words[0] and words[0] not in _SHELL_WORDS
-    argv = words if direct else ["/bin/sh", "-c", command]
-    try:
-        # Like Ruby: stdout captured, stderr and stdin shared, the exit status ignored.
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, env=None if env is None else dict(env), check=False)
-    except OSError:
-        raise _RubyError(f"No such file or directory - {command}") from None
-    return proc.stdout.decode("utf-8", "replace")
-
-
-def _inspect(value: Any) -> str:
-    if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-        return f'"{escaped}"'
-    return _to_s(value) if value is not None else "nil"
-
-
-class _Evaluator:
-    def __init__(self, env: Mapping[str, str] | None) -> None:
-        self.env = env
-        self.lookup: Mapping[str, str] = os.environ if env is None else env
-
-    def key(self, node: tuple) -> str:
-        key = self.eval(node)
-        if not isinstance(key, str):
-            raise _RubyError(f"no implicit conversion of {_ruby_class(key).replace('an instance of ', '')} "
-                             "into String")
-        return key
-
-    def eval(self, node: tuple) -> Any:
-        op = node[0]
-        if op == "lit":
-            return node[1]
-        if op == "env":
-            return self.lookup.get(self.key(node[1]))
-        if op == "has":
-            return self.key(node[1]) in self.lookup
-        if op == "fetch":
-            key = self.key(node[1])
-            default = _MISSING if node[2] is _MISSING else self.eval(node[2])  # Ruby evaluates arguments first
-            if key in self.lookup:
-                return self.lookup[key]
-            if default is _MISSING:
-                raise _RubyError(f"key not found: {_inspect(key)}")
-            return default
-        if op == "sh":
-            return _shell(node[1], self.env)
-        if op == "not":
-            return not _truthy(self.eval(node[1]))
-        if op == "and":
-            left = self.eval(node[1])
-            return self.eval(node[2]) if _truthy(left) else left
-        if op == "or":
-            left = self.eval(node[1])
-            return left if _truthy(left) else self.eval(node[2])
-        if op in ("eq", "ne"):
-            same = _equal(self.eval(node[1]), self.eval(node[2]))
-            return same if op == "eq" else not same
-        if op == "cond":
-            return self.eval(node[2]) if _truthy(self.eval(node[1])) else self.eval(node[3])
-        if op == "call":
-            value = self.eval(node[1])
-            name = node[2]
-            if name in _ANY_METHODS:
-                return _ANY_METHODS[name](value)
-            if not isinstance(value, str):
-                raise _RubyError(f"undefined method '{name}' for {_ruby_class(value)}")
-            return _STRING_METHODS[name](value)
-        raise AssertionError(op)  # pragma: no cover
-
-
-def _run(block: list, evaluator: _Evaluator, out: list[str], path: str) -> None:
-    for item in block:
-        if isinstance(item, str):
-            out.append(item)
-        elif isinstance(item, _If):
-            for cond, negated, body, line in item.branches:
-                if cond is None or _truthy(_evaluate(evaluator, cond, path, line)) != negated:
-                    _run(body, evaluator, out, path)
+    def statement(self, stmt: tuple) -> None:
+        kind = stmt[0]
+        if kind == "text":
+            self.out.append(stmt[1])
+        elif kind == "out":
+            try:
+                self.out.append(to_s(self.value(stmt[1], stmt[2])))
+            except _TagError:
+                if not self.tags[stmt[2]].in_comment:
+                    raise
+        elif kind == "expr":
+            self.value(stmt[1], stmt[2])
+        elif kind == "assign":
+            _, target, operator, value, tag = stmt
+            if target[0] == "var":
+                if operator == "||=" and truthy(self.runtime.locals.get(target[1])):
+                    return
+                self.runtime.locals[target[1]] = self.value(value, tag)
+            else:
+                self.value(("setenv", target[1], value, operator == "||="), tag)
+        elif kind == "if":
+            for cond, negated, body, tag in stmt[1]:
+                if cond is None or truthy(self.value(cond, tag)) != negated:
+                    self.run(body)
                     break
-        else:
-            _, expr, line = item
-            out.append(_to_s(_evaluate(evaluator, expr, path, line)))
+        elif kind == "begin":
+            self.begin(stmt)
+        else:  # pragma: no cover
+            raise AssertionError(kind)
+
+    def value(self, node: tuple, tag: int) -> Any:
+        try:
+            return self.runtime.eval(node)
+        except RubyError as error:
+            if error.tag is None:
+                error.tag = tag
+            raise
+        except Unsupported:
+            raise _TagError(tag) from None
+
+    def begin(self, stmt: tuple) -> None:
+        _, body, handlers, else_body, ensure_body, _tag = stmt
+        try:
+            try:
+                self.run(body)
+            except RubyError as error:
+                for classes, variable, handler in handlers:
+                    if rescues(classes, error):
+                        if variable:
+                            self.runtime.locals[variable] = error
+                        self.run(handler)
+                        break
+                else:
+                    raise
+            else:
+                self.run(else_body)
+        finally:
+            self.run(ensure_body)
 
 
-def _evaluate(evaluator: _Evaluator, expr: tuple, path: str, line: int) -> Any:
+def _located(tags: list[_Tag], path: str, run: Any) -> Any:
+    """Run ``run()`` and turn its failures into one-line errors naming the file and line."""
     try:
-        return evaluator.eval(expr)
-    except _RubyError as error:
-        raise ConfigurationError(f"{path}:{line}: {error}") from None
+        return run()
+    except _TagError as error:
+        tag = tags[error.tag]
+        raise ConfigurationError(f"{path}:{tag.line}: unsupported ERB: {_show(tag.code)}") from None
+    except _Structure as error:
+        raise ConfigurationError(f"{path}:{tags[error.tag].line}: {error}") from None
+    except (_TooDeep, RecursionError):
+        raise ConfigurationError(f"{path}: ERB nests too deeply (at most {MAX_DEPTH} levels of parentheses, "
+                                 "blocks and interpolations)") from None
 
 
-def render(text: str, path: str, env: Mapping[str, str] | None = None) -> str:
+def render(text: str, path: str, env: Mapping[str, str] | None = None, *, yaml: bool = False) -> str:
     """Render the ERB in ``text`` (the content of the file ``path``, named in errors).
 
-    ``env`` replaces ``os.environ`` for ``ENV`` lookups and shell-outs; shell-outs run in the current
-    directory, like Kamal's.
+    ``env`` replaces ``os.environ`` for ``ENV`` (a copy: the template's changes stay in it); without it,
+    ``ENV`` assignments and ``Dotenv.load`` change ``os.environ``, as they change Kamal's process.
+    Shell-outs and relative paths use the current directory, like Kamal's. ``yaml``: the text is YAML,
+    so an output tag on a comment line cannot fail the load with "unsupported" (see the module doc).
     """
     if "<%" not in text:
         return text
-    tree = _build(_scan(text, path), path)
-    out: list[str] = []
-    _run(tree, _Evaluator(env), out, path)
-    return "".join(out)
+    items = _scan(text, path)
+    if not yaml:
+        items = [item if item[0] == "text" else (item[0], _Tag(item[1].code, item[1].line, False))
+                 for item in items]
+    tags: list[_Tag] = []
+    tokens = _located(tags, path, lambda: _program_tokens(items, tags))
+    parser = _Parser(tokens, tags)
+
+    def parse() -> list:
+        try:
+            return parser.program()
+        except Unsupported:
+            raise _TagError(parser.tag()) from None
+
+    program = _located(tags, path, parse)
+    interpreter = _Interpreter(Runtime(env), tags)
+
+    def run() -> None:
+        try:
+            interpreter.run(program)
+        except RubyError as error:
+            raise ConfigurationError(f"{path}:{tags[error.tag or 0].line}: {error.message}") from None
+
+    _located(tags, path, run)
+    return "".join(interpreter.out)

@@ -74,7 +74,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigurationError(f"Cannot read configuration file {path}: {error}") from None
-    data = load_yaml(render(text, str(path)), str(path))
+    data = load_yaml(render(text, str(path), yaml=True), str(path))
     if data is None:
         raise ConfigurationError(f"{path}: the configuration file is empty")
     if not isinstance(data, dict):
