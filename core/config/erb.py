@@ -166,7 +166,7 @@ class _Lexer:
         if depth > MAX_DEPTH:
             raise _TooDeep
         out: list[tuple] = []
-        braces = 0
+        braces = level = 0
         while pos < len(code):
             char = code[pos]
             if char in "\"`":
@@ -208,6 +208,12 @@ class _Lexer:
             elif kind == "nl":
                 out.append(("nl", None, self.tag))
             else:
+                if text in ("(", "[", "{"):
+                    level += 1
+                    if level + depth > MAX_DEPTH:  # fail before building a huge token list
+                        raise _TooDeep
+                elif text in (")", "]", "}"):
+                    level -= 1
                 if until_brace and text == "{":
                     braces += 1
                 elif until_brace and text == "}":
