@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kamalpy.config.erb import render
 from kamalpy.errors import ConfigurationError
@@ -254,8 +256,8 @@ def test_unsupported_code_is_an_error(code: str) -> None:
 
 
 def test_unsupported_statement_is_an_error() -> None:
-    assert erb_error("a\n\n<% [1].each do |x| %>\n<% end %>") == (
-        "config/deploy.yml:3: unsupported ERB: [1].each do |x|"
+    assert erb_error("a\n\n<% [1].each_slice(2) do |x| %>\n<% end %>") == (
+        "config/deploy.yml:3: unsupported ERB: [1].each_slice(2) do |x|"
     )
     assert erb_error("<% puts 'x' %>").startswith("config/deploy.yml:1: unsupported ERB: puts")
 
@@ -385,8 +387,8 @@ def test_multi_statement_blocks_and_locals() -> None:
     # `hosts.size > 2` is outside the subset: the whole tag is reported.
     assert erb_error(template).startswith("config/deploy.yml:1: unsupported ERB: app = ENV.fetch")
     template = template.replace("hosts.size > 2 rescue", "ENV.fetch('NOPE') rescue")
-    assert erb_error(template + "<%- hosts.map { |h| h.upcase }.each do |x| -%>\n") == (
-        "config/deploy.yml:12: unsupported ERB: hosts.map { |h| h.upcase }.each do |x|")
+    assert erb_error(template + "<%- hosts.map { |h| h.upcase }.each_slice(2) do |x| -%>\n") == (
+        "config/deploy.yml:12: unsupported ERB: hosts.map { |h| h.upcase }.each_slice(2) do |x|")
     assert erb(template) == 'shop ["a", "b", "c"] 2222 three shop-c\nyes acnil\n'
 
 
@@ -455,3 +457,45 @@ def test_long_flat_chains_are_fine() -> None:
     assert erb("<%= 1 %>" * 5000) == "1" * 5000
     nested = "<%= " + "(" * 30 + "1" + ")" * 30 + " %>"
     assert erb(nested) == "1"
+
+
+def test_each_loops_over_lists() -> None:
+    template = """\
+        servers:
+        <% ENV.fetch("HOSTS", "10.0.0.1, 10.0.0.2").split(",").each do |host| -%>
+          - <%= host.strip %>
+        <% end -%>
+        <% %w[a b].each_with_index do |name, i| %><%= i %>=<%= name %>;<% end %>
+        <% [].each do %>never<% end %>1
+        """
+    assert erb(template) == "servers:\n  - 10.0.0.1\n  - 10.0.0.2\n0=a;1=b;\n1\n"
+    assert erb_error("a\n<% ENV['APP'].each do |c| %>x<% end %>") == (
+        "config/deploy.yml:2: undefined method 'each' for an instance of String")
+    assert erb_error("<% [1].each do |x| %>x") == "config/deploy.yml:1: missing <% end %> for this <% each do %>"
+    assert erb_error("<% [1].each do |x, y| %>x<% end %>").startswith("config/deploy.yml:1: unsupported ERB")
+
+
+# --- no input ends in anything but the rendered text or one ConfigurationError ----------------------------
+
+_SOUP = ['ENV', '[', ']', '"X"', "'Y'", '.', 'fetch', '(', ')', ',', 'File', 'read', 'exist?', 'expand_path',
+         'join', '__dir__', '||', '&&', '!', '==', '?', ':', '1', '-2', 'nil', 'true', '"a#{', '}b"', 'do', 'end',
+         'if', 'elsif', 'else', 'unless', 'begin', 'rescue', 'ensure', 'LoadError', '=>', '|x|', 'x', 'y', '=',
+         '||=', ';', '\n', 'Dotenv', 'require', '"dotenv"', '"dotenv/load"', 'parse', 'load', 'split', 'map',
+         'each', 'each_with_index', '&:strip', '{', '}', '%w[a b]', '+', 'to_i', 'strip', 'inspect', '&.', 'then']
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["<%= ", "<% ", "<%- ", "# <%= ", "\n"]),
+                          st.lists(st.sampled_from(_SOUP), max_size=12), st.sampled_from([" %>", " -%>", ""])),
+                max_size=6))
+def test_random_code_renders_or_fails_cleanly(tmp_path, monkeypatch, parts) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "X").write_text("x\n")
+    (tmp_path / ".env").write_text("K=v\n")
+    text = "".join(start + " ".join(code) + end for start, code, end in parts)
+    try:
+        result = render(text, "config/deploy.yml", {"X": "X", "PATH": "/usr/bin:/bin"}, yaml=True)
+    except ConfigurationError as error:
+        assert "\n" not in str(error) and str(error).startswith("config/deploy.yml")
+    else:
+        assert isinstance(result, str)

@@ -24,6 +24,7 @@ from kamalpy.config.erb_ruby import (
     RubyError,
     Runtime,
     Unsupported,
+    no_method,
     rescues,
     to_s,
     truthy,
@@ -308,6 +309,7 @@ class _TagError(Exception):
 # modifiers, `rescue` modifier, ?:, ||, &&, !, == !=, + -, unary minus, .method [] postfix, primary)
 
 _BLOCK_END = {"end", "else", "elsif", "rescue", "ensure"}
+_LOOPS = {"each": 1, "each_with_index": 2}  # loop methods taking a do...end block: their parameters
 _EXPR_START = {"lit", "dstr", "sh", "words", "sym", "ident"}
 
 
@@ -430,7 +432,7 @@ class _Parser:
             operator = self.take("op")
             self.skip_nl()
             return ("assign", ("envset", node[2][0]), operator, self.rescue_modifier(), tag)
-        return ("expr", node, tag)
+        return node if node[0] == "loop" else ("expr", node, tag)
 
     def rescue_modifier(self) -> tuple:
         node = self.expression()
@@ -614,6 +616,8 @@ class _Parser:
         elif receiver is None:
             if name not in FUNCTIONS:
                 raise Unsupported(name)
+        elif name in _LOOPS and self.peek("ident", "do"):
+            return self.loop(receiver, name)
         elif name not in VALUE_METHODS:
             raise Unsupported(f"method {name}")
         args: list = []
@@ -634,6 +638,28 @@ class _Parser:
         if name == "require" and receiver is None and args not in ([("lit", "dotenv")], [("lit", "dotenv/load")]):
             raise Unsupported("require")  # only dotenv is known; other libraries would need their Ruby
         return ("call", receiver, name, args, block, safe)
+
+    def loop(self, receiver: tuple, name: str) -> tuple:
+        """``list.each do |x| ... end`` (also ``each_with_index``): a statement whose body may hold text."""
+        tag = self.tag()
+        self.take("ident", "do")
+        self.enter()
+        params: list[str] = []
+        if self.accept("op", "|"):
+            params.append(self.take("ident"))
+            while self.accept("op", ","):
+                params.append(self.take("ident"))
+            self.take("op", "|")
+        if len(params) > _LOOPS[name]:
+            raise Unsupported("block parameters")
+        added = [param for param in params if param not in self.locals]
+        self.locals.update(params)
+        body = self.statements()
+        if not self.accept("ident", "end"):
+            raise _Structure(tag, f"missing <% end %> for this <% {name} do %>")
+        self.locals.difference_update(added)
+        self.depth -= 1
+        return ("loop", receiver, name, params, body, tag)
 
     def starts_command_argument(self) -> bool:
         """``File.read "x"``, ``Dotenv.load ".env"``: a call's first argument without parentheses."""
@@ -775,6 +801,8 @@ class _Interpreter:
                     break
         elif kind == "begin":
             self.begin(stmt)
+        elif kind == "loop":
+            self.loop(stmt)
         else:  # pragma: no cover
             raise AssertionError(kind)
 
@@ -785,8 +813,21 @@ class _Interpreter:
             if error.tag is None:
                 error.tag = tag
             raise
-        except Unsupported:
+        except (Unsupported, TypeError, ValueError, LookupError, AttributeError, OverflowError):
+            # Python's errors here mean a value the subset does not model (e.g. a list as a hash key).
             raise _TagError(tag) from None
+
+    def loop(self, stmt: tuple) -> None:
+        _, receiver, name, params, body, tag = stmt
+        items = self.value(receiver, tag)
+        if not isinstance(items, list):
+            error = no_method(name, items)
+            error.tag = tag
+            raise error
+        for index, item in enumerate(items):
+            for param, value in zip(params, (item, index), strict=False):  # 1 or 2 parameters
+                self.runtime.locals[param] = value
+            self.run(body)
 
     def begin(self, stmt: tuple) -> None:
         _, body, handlers, else_body, ensure_body, _tag = stmt

@@ -108,7 +108,7 @@ def _class_name(value: Any) -> str:
     return {int: "Integer", float: "Float", str: "String", list: "Array", dict: "Hash"}.get(type(value), "Object")
 
 
-def _no_method(name: str, value: Any) -> RubyError:
+def no_method(name: str, value: Any) -> RubyError:
     kind = _class_name(value)
     where = kind if kind in ("nil", "true", "false") else f"an instance of {kind}"
     return RubyError(f"undefined method '{name}' for {where}", "NoMethodError")
@@ -165,7 +165,7 @@ def _index(value: Any, args: list) -> Any:
         return value[key] if -len(value) <= key < len(value) else None
     if isinstance(value, (list, str)):
         raise RubyError(f"no implicit conversion of {_class_name(key)} into Integer", "TypeError")
-    raise _no_method("[]", value)
+    raise no_method("[]", value)
 
 
 _RUBY_SPACE = " \t\n\v\f\r\0"
@@ -393,13 +393,13 @@ class Runtime:
                 result = result + value
             elif isinstance(result, str):
                 if operator == "-":
-                    raise _no_method("-", result)
+                    raise no_method("-", result)
                 raise RubyError(f"no implicit conversion of {_class_name(value)} into String", "TypeError")
             elif isinstance(result, (int, float)) and not isinstance(result, bool):
                 raise RubyError(f"{_class_name(value) if value is not None else 'nil'} can't be coerced into "
                                 f"{_class_name(result)}", "TypeError")
             else:
-                raise _no_method(operator, result)
+                raise no_method(operator, result)
         return result
 
     def set_env(self, key_node: tuple, value_node: tuple, only_if_unset: bool) -> Any:
@@ -504,7 +504,7 @@ class Runtime:
             if name == "fetch" and isinstance(value, dict):
                 return self.fetch(value, args, block, lambda key: key)
             if not isinstance(value, list):
-                raise _no_method(name, value)
+                raise no_method(name, value)
             if block is None or args:
                 raise Unsupported(name)
             results = [self.yield_block(block, item) for item in value]
@@ -516,7 +516,7 @@ class Runtime:
             raise Unsupported(name)
         types, implementation = _METHODS[name]
         if not isinstance(value, types) or (isinstance(value, bool) and object not in types):
-            raise _no_method(name, value)
+            raise no_method(name, value)
         try:
             return implementation(value, *args)
         except TypeError as error:  # a Python arity error: outside the subset
