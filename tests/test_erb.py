@@ -499,3 +499,14 @@ def test_random_code_renders_or_fails_cleanly(tmp_path, monkeypatch, parts) -> N
         assert "\n" not in str(error) and str(error).startswith("config/deploy.yml")
     else:
         assert isinstance(result, str)
+
+
+def test_conversions_and_replacements() -> None:
+    assert erb('<%= %w[a b].to_json %>|<%= "x<&>".to_json %>|<%= nil.to_json %>') == (
+        '["a","b"]|"x\\u003c\\u0026\\u003e"|null')
+    assert erb('<%= Integer("0x1F") %>|<%= Integer(" -1_000 ") %>|<%= Integer(7) %>') == "31|-1000|7"
+    assert erb_error('<%= Integer("7a") %>') == 'config/deploy.yml:1: invalid value for Integer(): "7a"'
+    assert erb('<%= "a-b-c".gsub("-", "") %>|<%= "a-b-c".sub("-", "+") %>|<%= "hello".tr("el", "ip") %>') == (
+        "abc|a+b-c|hippo")
+    assert erb_error('<%= "a".tr("a-z", "b") %>').startswith("config/deploy.yml:1: unsupported ERB")
+    assert erb_error('<%= "a".gsub("a", "\\\\0") %>').startswith("config/deploy.yml:1: unsupported ERB")

@@ -168,6 +168,54 @@ def _index(value: Any, args: list) -> Any:
     raise no_method("[]", value)
 
 
+def _to_json(value: Any) -> str:
+    """ActiveSupport's ``to_json``: compact, with ``<``, ``>`` and ``&`` escaped."""
+    import json
+
+    if isinstance(value, RubyError) or (isinstance(value, dict) and not all(isinstance(k, str) for k in value)):
+        raise Unsupported("to_json")
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _replace(text: str, pattern: Any, replacement: Any, count: int) -> str:
+    """``gsub``/``sub`` with a string pattern and a plain replacement (no ``\\1`` back-references)."""
+    pattern, replacement = _string(pattern), _string(replacement)
+    if "\\" in replacement:
+        raise Unsupported("back-references")
+    return text.replace(pattern, replacement, count)
+
+
+def _tr(text: str, source: Any, target: Any) -> str:
+    """``tr`` with plain character lists (ranges and ``^`` negation are outside the subset)."""
+    source, target = _string(source), _string(target)
+    if source.startswith("^") or "-" in source[1:-1] or "-" in target[1:-1] or "\\" in source + target:
+        raise Unsupported("tr ranges")
+    if not target:
+        return "".join(char for char in text if char not in source)
+    target = target + target[-1] * max(0, len(source) - len(target))
+    table = {ord(char): target[index] for index, char in reversed(list(enumerate(source)))}
+    return text.translate(table)
+
+
+def integer(value: Any) -> int:
+    """Kernel#Integer for strings and numbers."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return int(value)
+    if value is None:
+        raise RubyError("can't convert nil into Integer", "TypeError")
+    text = _string(value)
+    match = re.fullmatch(r"\s*([-+]?)(0x[0-9a-fA-F]+(?:_[0-9a-fA-F]+)*|\d+(?:_\d+)*)\s*", text)
+    if match is None:
+        raise RubyError(f"invalid value for Integer(): {inspect(text)}", "ArgumentError")
+    digits = match.group(2).replace("_", "")
+    number = int(digits, 16) if digits.startswith("0x") else int(digits, 8) if len(digits) > 1 and \
+        digits.startswith("0") else int(digits)
+    return -number if match.group(1) == "-" else number
+
+
 _RUBY_SPACE = " \t\n\v\f\r\0"
 # name: (types it applies to, implementation(value, *args)); methods taking a block are in _BLOCK_METHODS.
 _METHODS: dict[str, tuple[tuple[type, ...], Callable[..., Any]]] = {
@@ -204,6 +252,10 @@ _METHODS: dict[str, tuple[tuple[type, ...], Callable[..., Any]]] = {
     "present?": ((object,), lambda v: not _blank(v)),
     "presence": ((object,), lambda v: None if _blank(v) else v),
     "message": ((RubyError,), lambda e: e.message),
+    "to_json": ((object,), _to_json),
+    "gsub": ((str,), lambda s, p, r: _replace(s, p, r, -1)),
+    "sub": ((str,), lambda s, p, r: _replace(s, p, r, 1)),
+    "tr": ((str,), _tr),
 }
 _BLOCK_METHODS = {"map", "collect", "select", "filter", "reject", "fetch"}
 VALUE_METHODS = set(_METHODS) | _BLOCK_METHODS
@@ -215,7 +267,7 @@ CONSTANT_METHODS: dict[str, set[str]] = {
     "Dotenv": {"load", "load!", "overload", "parse"},
     "Dir": {"pwd"},
 }
-FUNCTIONS = {"require", "__dir__"}
+FUNCTIONS = {"require", "__dir__", "Integer"}
 
 # Ruby runs a backtick command through /bin/sh only when it needs a shell; otherwise it execs the program
 # directly, so a missing program is an error (Errno::ENOENT) rather than empty output (process.c).
@@ -433,6 +485,8 @@ class Runtime:
         return self.method(value, name, args, block)
 
     def function(self, name: str, args: list) -> Any:
+        if name == "Integer" and len(args) == 1:
+            return integer(args[0])
         if name == "__dir__" and not args:
             return "."  # Kamal's ERB has no file name ("(erb)"), so Ruby's __dir__ is "."
         if name == "require" and len(args) == 1:
