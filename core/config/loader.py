@@ -64,8 +64,6 @@ def destination_file(config_file: Path, destination: str) -> Path:
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """One file: ERB, then YAML; the top level must be a mapping."""
-    from kamalpy.config.erb import render
-
     if not path.is_file():
         if path.exists():
             raise ConfigurationError(f"Configuration file {path} is not a file")
@@ -74,7 +72,11 @@ def load_config_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigurationError(f"Cannot read configuration file {path}: {error}") from None
-    data = load_yaml(render(text, str(path), yaml=True), str(path))
+    if "<%" in text:  # the ERB modules are imported only for files that use ERB (start-up time)
+        from kamalpy.config.erb import render
+
+        text = render(text, str(path), yaml=True)
+    data = load_yaml(text, str(path))
     if data is None:
         raise ConfigurationError(f"{path}: the configuration file is empty")
     if not isinstance(data, dict):
