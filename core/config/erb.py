@@ -4,8 +4,9 @@ Kamal evaluates arbitrary Ruby inside ``<% %>`` tags. We never run Ruby: this mo
 with the same rules as Ruby's ERB (``ExplicitScanner``), turns it into one small program as ERB's compiler
 does (text and ``<%= %>`` become output statements, so an ``if`` or ``begin`` may span several tags), and
 interprets a closed subset of Ruby (listed in docs/configuration.md, "ERB"). Tokens: :mod:`erb_lexer`;
-syntax: :mod:`erb_parser`; values, methods and library calls: :mod:`erb_ruby`. Anything else is a ``ConfigurationError`` naming the file and line, so a
-template is never rendered differently from Kamal without saying so. One exception: an output tag on a
+syntax: :mod:`erb_parser`; values, methods and library calls: :mod:`erb_ruby`. Anything else is a
+``ConfigurationError`` naming the file and line, so a template is never rendered differently from Kamal
+without saying so. One exception: an output tag on a
 YAML comment line whose code is outside the subset renders nothing, since Kamal's output there is a comment.
 Nesting (parentheses, blocks, interpolation) is bounded by ``MAX_DEPTH``.
 """
