@@ -89,7 +89,7 @@ class Parser:
         return body
 
     def output(self) -> tuple:
-        start = self.pos
+        start, depth = self.pos, self.depth
         tag = self.tag()
         self.pos += 1
         try:
@@ -105,7 +105,7 @@ class Parser:
         while not self.peek("outend"):
             self.pos += 1
         self.pos += 1
-        self.depth = 0
+        self.depth = depth
         return ("text", "")
 
     def statement(self) -> tuple:
