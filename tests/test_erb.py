@@ -305,6 +305,29 @@ def test_comment_lines_are_evaluated_but_unsupported_code_there_renders_nothing(
             render(text, "x", ENV, yaml=not text.startswith("#"))
 
 
+@pytest.mark.parametrize(
+    ("line", "in_comment"),
+    [
+        ("# <%= Time.now %>", True),
+        ("a: 1 # <%= Time.now %>", True),
+        ("  # c <%= 1 %> <%= Time.now %>", True),
+        ("a: 'it''s # ' # <%= Time.now %>", True),
+        ('a: "q\\" # " # <%= Time.now %>', True),
+        ("<% x = 1 -%>\n# <%= Time.now %>", True),  # the trimmed line break: a new line all the same
+        ('a: "x # <%= Time.now %>"', False),  # inside quotes
+        ('- ["a # b", <%= Time.now %>]', False),
+        ("a: x#<%= Time.now %>", False),  # `#` right after a word does not start a comment
+        ("# <%= 1 -%>\nb: <%= Time.now %>", True),  # `-%>` joins the next line to the comment, as in Kamal
+    ],
+)
+def test_what_is_a_yaml_comment(line: str, in_comment: bool) -> None:
+    if in_comment:
+        assert "Time" not in render(line, "x.yml", ENV, yaml=True)
+    else:
+        with pytest.raises(ConfigurationError, match="unsupported ERB: Time.now"):
+            render(line, "x.yml", ENV, yaml=True)
+
+
 def test_file_idioms(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".ruby-version").write_text("3.3.6\n")

@@ -36,20 +36,56 @@ __all__ = ["MAX_DEPTH", "render"]
 _STAG = r"(?m)^[ \t]*<%-|<%-|<%%|<%=|<%#|<%"
 _ETAG = r"-%>|%%>|%>"
 _NEWLINE_AFTER_TRIM = r"\r?\n"
-_YAML_COMMENT = r"(?m)^[ \t]*#|[ \t]#"  # searched from a line's start
-_YAML_COMMENT_INSIDE = r"[ \t]#"  # searched in the text between two tags on one line
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Template scanning
 
 
+class _YamlLine:
+    """Whether the rendered text so far ends inside a YAML comment: the current line's quotes, tracked
+    incrementally (linear in the text). Tag output is unknown: taken as a non-space, unquoted word."""
+
+    def __init__(self) -> None:
+        self.new_line()
+
+    def new_line(self) -> None:
+        self.quote: str | None = None
+        self.comment = False
+        self.prev = " "
+
+    def feed(self, chunk: str) -> None:
+        cut = chunk.rfind("\n")
+        if cut >= 0:
+            self.new_line()
+            chunk = chunk[cut + 1 :]
+        i = 0
+        while i < len(chunk) and not self.comment:
+            char = chunk[i]
+            if self.quote == '"':
+                if char == "\\":
+                    i += 1
+                elif char == '"':
+                    self.quote = None
+            elif self.quote == "'":
+                if char == "'" and chunk.startswith("'", i + 1):
+                    i += 1  # '' is a quote inside single quotes
+                elif char == "'":
+                    self.quote = None
+            elif char == "#" and self.prev in " \t":
+                self.comment = True
+            elif char in "\"'" and self.prev in " \t[{,:":
+                self.quote = char
+            self.prev = char
+            i += 1
+
+
 def _scan(text: str, path: str) -> list[tuple]:
     """Split the template into ("text", s) / ("expr", tag) / ("stmt", tag) items."""
     items: list[tuple] = []
     pos, size = 0, len(text)
-    line, counted = 1, 0  # line numbers and YAML comments are tracked incrementally: linear in the text
-    in_comment = False
+    line, counted = 1, 0  # line numbers are counted incrementally: linear in the text
+    yaml_line = _YamlLine()
     while pos < size:
         match = rx(_STAG).search(text, pos)
         if match is None:
@@ -57,14 +93,11 @@ def _scan(text: str, path: str) -> list[tuple]:
             break
         if match.start() > pos:
             items.append(("text", text[pos : match.start()]))
-        line_break = text.rfind("\n", pos, match.start())
-        if line_break >= 0 or pos == 0:
-            in_comment = bool(rx(_YAML_COMMENT).search(text, line_break + 1, match.start()))
-        elif not in_comment:
-            in_comment = bool(rx(_YAML_COMMENT_INSIDE).search(text, pos, match.start()))
+            yaml_line.feed(text[pos : match.start()])
         token = match.group()
         if token == "<%%":  # literal "<%"
             items.append(("text", "<%"))
+            yaml_line.feed("<%")
             pos = match.end()
             continue
         line += text.count("\n", counted, match.end())
@@ -86,11 +119,11 @@ def _scan(text: str, path: str) -> list[tuple]:
                 if newline:
                     cursor = newline.end()
             break
-        if text.find("\n", match.end(), cursor) >= 0:
-            in_comment = False  # a tag spanning lines: the text after it starts mid-line, not in a comment
         pos = cursor
         if kind != "comment":
-            items.append((kind, Tag("".join(code), line, in_comment)))
+            items.append((kind, Tag("".join(code), line, yaml_line.comment)))
+        if kind == "expr":
+            yaml_line.prev = "x"
     return items
 
 def _show(code: str) -> str:
