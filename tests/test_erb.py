@@ -255,6 +255,12 @@ def test_unsupported_code_is_an_error(code: str) -> None:
     assert message.endswith(" ".join(code.split()))
 
 
+def test_huge_numbers_are_unsupported_not_a_crash() -> None:
+    for code in ("1" * 5000, 'Integer("' + "9" * 5000 + '")', '"9" * 5000'):
+        assert erb_error(f"<%= {code} %>").startswith("config/deploy.yml:1: unsupported ERB: ")
+    assert erb_error('<%= ("' + "9" * 5000 + '").to_i %>').startswith("config/deploy.yml:1: unsupported ERB: ")
+
+
 def test_unsupported_statement_is_an_error() -> None:
     assert erb_error("a\n\n<% [1].each_slice(2) do |x| %>\n<% end %>") == (
         "config/deploy.yml:3: unsupported ERB: [1].each_slice(2) do |x|"

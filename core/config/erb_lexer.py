@@ -118,6 +118,8 @@ class _Lexer:
                 continue
             if kind == "num":
                 clean = text.replace("_", "")
+                if len(clean) > 100:  # no configuration needs it; Python refuses very long ones anyway
+                    raise Unsupported("number")
                 value: Any = float(clean) if ("." in clean or "e" in clean.lower()) else int(clean)
                 out.append(("lit", value, self.tag))
             elif kind == "bpass":
