@@ -303,6 +303,10 @@ def test_comment_lines_are_evaluated_but_unsupported_code_there_renders_nothing(
         """
     assert yaml_erb(template) == "# RUBY_VERSION: \na: 1 #  and web\n  #   args: \n"
     assert (tmp_path / "ran").exists()  # evaluated, as Kamal does
+    # A statement outside the subset there does nothing visible either, unless it shapes the program.
+    assert yaml_erb('# <% puts "hi"; x = 1 %>\na: <%= 1 %>\n') == "# \na: 1\n"
+    with pytest.raises(ConfigurationError, match="unsupported ERB: if RUBY_ENGINE"):
+        yaml_erb("# <% if RUBY_ENGINE %>\n# <% end %>\n")
     # What Ruby would raise there still fails the load, as it fails Kamal's.
     assert "key not found" in str(pytest.raises(ConfigurationError, yaml_erb, '# <%= ENV.fetch("NOPE") %>').value)
     # Not a comment: a `#` inside a value, or a file that is not YAML (accessory files).

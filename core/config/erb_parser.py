@@ -18,6 +18,7 @@ from kamalpy.config.erb_ruby import CONSTANT_METHODS, FUNCTIONS, VALUE_METHODS, 
 # modifiers, `rescue` modifier, ?:, ||, &&, !, == !=, + -, unary minus, .method [] postfix, primary)
 
 _BLOCK_END = {"end", "else", "elsif", "rescue", "ensure"}
+_BLOCK_WORDS = {"if", "unless", "begin", "do", "then", *_BLOCK_END}  # they shape the program: never skipped
 _LOOPS = {"each": 1, "each_with_index": 2}  # loop methods taking a do...end block: their parameters
 
 
@@ -83,10 +84,30 @@ class Parser:
             elif self.peek("out"):
                 body.append(self.output())
             else:
-                body.append(self.statement())
-                if self.pos < len(self.tokens) and not (self.peek("nl") or self.peek("text") or self.peek("out")):
-                    raise Unsupported("trailing code")
+                start, depth, tag = self.pos, self.depth, self.tag()
+                try:
+                    body.append(self.statement())
+                    if self.pos < len(self.tokens) and not (self.peek("nl") or self.peek("text") or self.peek("out")):
+                        raise Unsupported("trailing code")
+                except Unsupported:
+                    end = self.comment_statement_end(start, tag)
+                    if end is None:
+                        raise
+                    # Outside the subset, in a YAML comment, and no block keyword: it outputs nothing there.
+                    self.pos, self.depth = end, depth
         return body
+
+    def comment_statement_end(self, start: int, tag: int) -> int | None:
+        """Where the ``<% %>`` tag starting at ``start`` ends, if it may be skipped (see ``statements``)."""
+        if not self.tags[tag].in_comment:
+            return None
+        end = start
+        while end < len(self.tokens) and self.tokens[end][2] == tag and self.tokens[end][0] not in ("text", "out"):
+            token = self.tokens[end]
+            if token[0] == "ident" and token[1] in _BLOCK_WORDS:
+                return None
+            end += 1
+        return end
 
     def output(self) -> tuple:
         start, depth = self.pos, self.depth
