@@ -147,6 +147,7 @@ def run_kamal(work: Path, args: list[str], env: dict[str, str], meta: dict[str, 
 
 
 def run_kamalpy(work: Path, args: list[str], env: dict[str, str], monkeypatch, capsys) -> tuple[int, str, str]:
+    saved = dict(os.environ)  # ERB's Dotenv.load adds variables, as it does to Kamal's process
     with monkeypatch.context() as patch:
         patch.chdir(work)
         for key in list(os.environ):
@@ -157,6 +158,8 @@ def run_kamalpy(work: Path, args: list[str], env: dict[str, str], monkeypatch, c
         capsys.readouterr()
         code = main(["config", *args], standalone=False)
         captured = capsys.readouterr()
+    os.environ.clear()
+    os.environ.update(saved)
     return code, captured.out, captured.err
 
 

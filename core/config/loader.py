@@ -64,8 +64,6 @@ def destination_file(config_file: Path, destination: str) -> Path:
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """One file: ERB, then YAML; the top level must be a mapping."""
-    from kamalpy.config.erb import render
-
     if not path.is_file():
         if path.exists():
             raise ConfigurationError(f"Configuration file {path} is not a file")
@@ -74,7 +72,11 @@ def load_config_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigurationError(f"Cannot read configuration file {path}: {error}") from None
-    data = load_yaml(render(text, str(path)), str(path))
+    if "<%" in text:  # the ERB modules are imported only for files that use ERB (start-up time)
+        from kamalpy.config.erb import render
+
+        text = render(text, str(path), yaml=True)
+    data = load_yaml(text, str(path))
     if data is None:
         raise ConfigurationError(f"{path}: the configuration file is empty")
     if not isinstance(data, dict):
@@ -120,7 +122,10 @@ def load_yaml(text: str, path: str) -> Any:
     loader = _loader_class()(text)
     try:
         node = loader.get_node() if loader.check_node() else None
-        return None if node is None else loader.construct_document(node)
+        if node is None:
+            return None
+        _check_expansion(node, path)
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as error:
         raise ConfigurationError(_yaml_message(error, path, text)) from None
     except yaml.YAMLError as error:  # pragma: no cover - unmarked errors are rare
@@ -129,6 +134,48 @@ def load_yaml(text: str, path: str) -> Any:
         raise ConfigurationError(f"({path}): the YAML nests too deeply") from None
     finally:
         loader.dispose()
+
+
+MAX_YAML_VALUES = 100_000  # after alias expansion; real configurations have hundreds
+
+
+def _check_expansion(root: Any, path: str) -> None:
+    """Refuse a document whose aliases expand it beyond ``MAX_YAML_VALUES`` (an alias bomb).
+
+    Aliases share one node, so the count is linear in the text: each node's expanded size is computed
+    once, depth-first without recursion. Later steps (merging, validation, printing) walk the expanded
+    values, which is what an alias bomb makes explode.
+    """
+    from yaml.nodes import MappingNode, SequenceNode
+
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()  # the current path from the root: an alias to one of them loops
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if isinstance(node, MappingNode):
+            children = [child for pair in node.value for child in pair]
+        elif isinstance(node, SequenceNode):
+            children = node.value
+        else:
+            sizes[key] = 1
+            continue
+        if finished:
+            open_nodes.discard(key)
+            sizes[key] = size = 1 + sum(sizes.get(id(child), 1) for child in children)
+            if size > MAX_YAML_VALUES:
+                raise ConfigurationError(f"({path}): aliases expand the YAML to more than {MAX_YAML_VALUES:,} "
+                                         f"values (at line {node.start_mark.line + 1}); kamalpy refuses it "
+                                         "as an alias bomb")
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            continue  # an alias inside the value it names: the constructor refuses it, naming the position
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
 
 
 def _yaml_message(error: Any, path: str, text: str) -> str:

@@ -52,14 +52,17 @@ _RUBY_STRIP = " \t\n\v\f\r\0"
 Substitute = Callable[[str], str]
 
 
-def parse(text: str, env: Mapping[str, str], substitute: Substitute, *, source: str = "<string>") -> dict[str, str]:
+def parse(
+    text: str, env: Mapping[str, str], substitute: Substitute, *, source: str = "<string>", keep_env: bool = False
+) -> dict[str, str]:
     """Parse one secrets file into ``{key: value}``.
 
     ``env`` is the process environment: ``$VAR`` looks in the keys defined earlier in the same
     text first, then in ``env``; unknown names give "". ``substitute(command)`` runs the command of
     a ``$(command)`` (variables already expanded) and returns its output; one trailing newline is
     removed here. It raises a :class:`KamalpyError` on failure, which is re-raised as a
-    :class:`SecretsError` naming ``source`` and the key (never a value).
+    :class:`SecretsError` naming ``source`` and the key (never a value). ``keep_env``: a key already in
+    ``env`` keeps that value, in the result and for later ``$KEY`` (``Dotenv.parse`` without ``overwrite``).
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     result: dict[str, str] = {}
@@ -69,6 +72,9 @@ def parse(text: str, env: Mapping[str, str], substitute: Substitute, *, source: 
             # `export NAME` re-exports a name defined above; Ruby dotenv rejects an unknown one.
             if key not in result:
                 raise SecretsError(f'Line "export {key}" in {source} has an unset variable')
+            continue
+        if keep_env and key in env:
+            result[key] = env[key]
             continue
         try:
             result[key] = _parse_value(value or "", result, env, substitute)
