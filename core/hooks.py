@@ -135,7 +135,7 @@ class Hooks:
         if raw is None:
             raise PluginError("No plugin loads the configuration (kamalpy_load_config; is config_loading disabled?)")
         if not isinstance(raw, dict):
-            raise self._wrong_type("kamalpy_load_config", raw, "a mapping")
+            raise self._wrong_answer("kamalpy_load_config", raw, "a mapping or None")
         self._call("kamalpy_transform_config", raw=raw, options=options)
         return raw
 

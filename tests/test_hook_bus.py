@@ -118,6 +118,16 @@ def test_wrong_return_type_of_a_registry_hook_names_the_plugin(kamalpy, plugin_m
                                   "expected a mapping {name: class}")
 
 
+def test_wrong_return_type_of_a_hook_with_arguments_names_the_plugins(kamalpy, plugin_module, tmp_path, monkeypatch):
+    plugin_module("@hookimpl\ndef kamalpy_load_config(options):\n    return ['service: app']\n", name="store")
+    write_project(tmp_path, _deploy_yml(22))
+    monkeypatch.chdir(tmp_path)
+    result = kamalpy("config")
+    assert result.code == 1
+    assert result.err.strip() == ("ERROR: kamalpy_load_config returned list (['service: app']); expected a mapping "
+                                  "or None (implemented by plugin 'store', 'config_loading')")
+
+
 # ----- two plugins claiming one strategy name -----
 
 def test_the_later_plugin_wins_a_strategy_name_and_plugins_shows_it(kamalpy, tmp_path, monkeypatch):
