@@ -1,14 +1,11 @@
 """The paramiko SSH transport (the default, ``paramiko``; registered by ``transport_paramiko``).
 
-One SSH connection per host, kept open for the whole run (keepalive every 30 s). Host keys:
-an unknown key is recorded in the known_hosts file (OpenSSH's ``accept-new``); a key that differs
-from the recorded one is refused.
+One SSH connection per host, kept open for the whole run (keepalive every 30 s). Host keys are
+checked by :mod:`kamalpy.transport.known_hosts` with OpenSSH's rules and files.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import logging
 import os
@@ -21,24 +18,47 @@ from collections.abc import Callable
 
 import paramiko
 
-from kamalpy.transport import CommandResult, Forward, SshSettings, TransportError
+from kamalpy.transport import CommandResult, Forward, SshSettings, TransportError, known_hosts
 
-_KNOWN_HOSTS_LOCK = threading.Lock()
 _KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 
 
-class AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
-    """Record unknown host keys (never overwriting one); paramiko itself refuses changed keys."""
+class HostKeyCheck(paramiko.MissingHostKeyPolicy):
+    """OpenSSH's host-key rules (:mod:`kamalpy.transport.known_hosts`).
 
-    def __init__(self, known_hosts: str) -> None:
-        self.known_hosts = known_hosts
+    paramiko's client is given no host keys of its own, so it asks this policy about every server key.
+    """
+
+    def __init__(self, host: str, port: int, policy: known_hosts.Policy, warn: Callable[[str], None] | None) -> None:
+        self.host = host
+        self.port = port
+        self.name = policy.name(host, port)
+        self.policy = policy
+        self.warn = warn
+        self.unsafe = False
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        with _KNOWN_HOSTS_LOCK:
-            client.get_host_keys().add(hostname, key.get_name(), key)
-            os.makedirs(os.path.dirname(self.known_hosts) or ".", exist_ok=True)
-            with open(self.known_hosts, "a") as handle:
-                handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        blob = key.asbytes()
+        key_type = known_hosts.blob_type(blob)
+        decision = known_hosts.decide(self.host, self.port, key_type, blob, self.policy, self.warn)
+        self.unsafe = decision.unsafe
+        if decision.warning and self.warn:
+            self.warn(f"{self.name}: {decision.warning}")
+        if decision.record_in:
+            try:
+                known_hosts.record(decision.record_in, self.name, key_type, blob, hashed=self.policy.hash_names)
+            except OSError as exc:  # OpenSSH goes on too
+                if self.warn:
+                    self.warn(f"Failed to add {self.name} to {decision.record_in} ({exc.strerror or exc})")
+
+    def transport_factory(self, sock: object, **kwargs: object) -> paramiko.Transport:
+        """A transport that asks first for the key types known for the host, as OpenSSH orders them."""
+        transport = paramiko.Transport(sock, **kwargs)
+        options = transport.get_security_options()
+        first = known_hosts.known_types(self.host, self.port, self.policy, options.key_types)
+        if first:
+            options.key_types = first + [t for t in options.key_types if t not in first]
+        return transport
 
 
 def _load_pkey(data: str) -> paramiko.PKey:
@@ -67,23 +87,25 @@ def _configure_logging(level: str) -> None:
     logger.propagate = False
 
 
-def _fingerprint(key: paramiko.PKey) -> str:
-    """``ssh-ed25519 SHA256:...`` as OpenSSH shows it."""
-    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
-    return f"{key.get_name()} SHA256:{digest}"
-
-
 def _split_user_host_port(value: str, default_user: str = "root", default_port: int = 22) -> tuple[str, str, int]:
     user, _, hostport = value.rpartition("@")
     host, _, port = hostport.partition(":")
     return user or default_user, host, int(port or default_port)
 
 
+def _close(*clients: paramiko.SSHClient | None) -> None:
+    for client in clients:
+        if client is not None:
+            client.close()
+
+
 class ParamikoConnection:
-    def __init__(self, host: str, client: paramiko.SSHClient, jump: paramiko.SSHClient | None = None) -> None:
+    def __init__(self, host: str, client: paramiko.SSHClient, jump: paramiko.SSHClient | None = None,
+                 forwarding: bool = True) -> None:
         self.host = host
         self.client = client
         self.jump = jump
+        self.forwarding = forwarding  # off when the host key changed and StrictHostKeyChecking is no (as OpenSSH)
         self._forwards: dict[int, tuple[str, int]] = {}
 
     def run(self, command: str, *, stdin: bytes | None = None, timeout: float | None = None,
@@ -155,6 +177,9 @@ class ParamikoConnection:
             sftp.chmod(remote_path, stat.S_IMODE(mode))
 
     def forward_remote(self, remote_port: int, local_host: str, local_port: int) -> Forward:
+        if not self.forwarding:
+            raise TransportError(self.host, "port forwarding is disabled: the host key changed "
+                                            "(StrictHostKeyChecking no connects, but forwards nothing, as OpenSSH)")
         transport = self.client.get_transport()
         assert transport is not None
 
@@ -205,12 +230,12 @@ class ParamikoTransport:
         # config's User/Port (HostName, ProxyJump, IdentityFile, UserKnownHostsFile still apply).
         user = settings.user
         port = settings.port
-        # An ssh config's UserKnownHostsFile wins over the default, as it does for OpenSSH.
-        known_hosts = os.path.expanduser(str(options.get("userknownhostsfile", settings.known_hosts)).split()[0])
+        try:
+            check = self._host_key_check(hostname, port, options, settings)
+        except known_hosts.HostKeyError as exc:
+            raise TransportError(host, f"ssh config: {exc}") from None
         client = paramiko.SSHClient()
-        if os.path.exists(known_hosts):
-            client.load_host_keys(known_hosts)
-        client.set_missing_host_key_policy(AcceptNewPolicy(known_hosts))
+        client.set_missing_host_key_policy(check)
         jump = None
         sock = None
         try:
@@ -219,27 +244,32 @@ class ParamikoTransport:
                 sock = paramiko.ProxyCommand(command.replace("%p", str(port)).replace("%r", user))
             elif settings.proxy or options.get("proxyjump"):
                 jump_user, jump_host, jump_port = _split_user_host_port(settings.proxy or options["proxyjump"])
+                jump_options = self._ssh_config(jump_host, settings)
+                jump_check = self._host_key_check(jump_options.get("hostname", jump_host), jump_port, jump_options,
+                                                  settings)
                 jump = paramiko.SSHClient()
-                if os.path.exists(known_hosts):
-                    jump.load_host_keys(known_hosts)
-                jump.set_missing_host_key_policy(AcceptNewPolicy(known_hosts))
-                jump.connect(jump_host, jump_port, jump_user, **self._auth(settings, options))
+                jump.set_missing_host_key_policy(jump_check)
+                jump.connect(jump_options.get("hostname", jump_host), jump_port, jump_user,
+                             transport_factory=jump_check.transport_factory, **self._auth(settings, options))
                 assert jump.get_transport() is not None
                 sock = jump.get_transport().open_channel("direct-tcpip", (hostname, port), ("127.0.0.1", 0))
-            client.connect(hostname, port, user, sock=sock, **self._auth(settings, options))
-        except paramiko.BadHostKeyException as exc:
-            raise TransportError(host, f"host key changed: the server offers {_fingerprint(exc.key)}, {known_hosts} "
-                                       f"has {_fingerprint(exc.expected_key)}; refusing to connect. If the change is "
-                                       f"expected, remove the old key: ssh-keygen -R {hostname} -f {known_hosts}"
-                                 ) from exc
+            client.connect(hostname, port, user, sock=sock, transport_factory=check.transport_factory,
+                           **self._auth(settings, options))
+        except known_hosts.HostKeyError as exc:
+            _close(client, jump)
+            raise TransportError(host, str(exc)) from None
         except paramiko.AuthenticationException as exc:
+            _close(client, jump)
             raise TransportError(host, f"authentication failed for user '{user}' ({exc})") from exc
         except TimeoutError as exc:
+            _close(client, jump)
             raise TransportError(host, f"connection timed out after {settings.connect_timeout:g}s") from exc
         except paramiko.ssh_exception.NoValidConnectionsError as exc:
+            _close(client, jump)
             reasons = sorted({getattr(err, "strerror", None) or str(err) for err in exc.errors.values()})
             raise TransportError(host, f"could not connect to port {port} ({'; '.join(reasons)})") from exc
         except (OSError, paramiko.SSHException, EOFError) as exc:
+            _close(client, jump)
             raise TransportError(host, f"could not connect ({exc or type(exc).__name__})") from exc
         transport = client.get_transport()
         if transport is not None:
@@ -248,7 +278,12 @@ class ParamikoTransport:
                 # Without it, Nagle's algorithm and the server's delayed ACK add ~40 ms to every
                 # channel open (OpenSSH sets it too).
                 transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return ParamikoConnection(host, client, jump)
+        return ParamikoConnection(host, client, jump, forwarding=not check.unsafe)
+
+    @staticmethod
+    def _host_key_check(hostname: str, port: int, options: dict, settings: SshSettings) -> HostKeyCheck:
+        policy = known_hosts.Policy.from_ssh_config(options, settings.known_hosts)
+        return HostKeyCheck(hostname, port, policy, settings.warn)
 
     @staticmethod
     def _ssh_config(host: str, settings: SshSettings) -> dict:

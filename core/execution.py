@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from kamalpy.errors import HostErrors, KamalpyError
@@ -238,7 +238,7 @@ class Executor:
     def __init__(self, transport: Transport | None, settings: SshSettings, output: Output, *,
                  dry_run: bool = False, command_timeout: float | None = None) -> None:
         self.transport = transport
-        self.settings = settings
+        self.settings = settings if settings.warn is not None else replace(settings, warn=output.warn)
         self.output = output
         self.dry_run = dry_run
         self.command_timeout = command_timeout

@@ -28,12 +28,13 @@ class SshSettings:
     config: bool | tuple[str, ...] = True  # True: ~/.ssh/config; False: none; files: these
     forward_agent: bool | None = None
     log_level: str = "fatal"
-    known_hosts: str = "~/.ssh/known_hosts"
+    known_hosts: str = "~/.ssh/known_hosts ~/.ssh/known_hosts2"  # UserKnownHostsFile when the ssh config has none
     connect_timeout: float = 10.0
     keepalive_interval: int = 30
     max_concurrent_starts: int = 30
     pool_idle_timeout: int = 900
     dns_retries: int = 3
+    warn: Callable[[str], None] | None = field(default=None, compare=False, repr=False)  # the run's WARN lines
 
 
 @dataclass
