@@ -1,11 +1,13 @@
 """The paramiko SSH transport (the default, ``paramiko``; registered by ``transport_paramiko``).
 
-One SSH connection per host, kept open for the whole run (keepalive every 30 s). Host keys are
+One SSH connection per host, kept open for the whole run, watched by keepalives that want an answer
+(:class:`Liveness`: a silent host is found within 20 s by default). Host keys are
 checked by :mod:`kamalpy.transport.known_hosts` with OpenSSH's rules and files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -87,10 +89,98 @@ def _configure_logging(level: str) -> None:
     logger.propagate = False
 
 
+def _handshake_stalled(exc: BaseException) -> bool:
+    """paramiko's words for a server that accepted the TCP connection and then went silent.
+
+    After ``timeout`` its key exchange gives up without an error, and the client then finds
+    "No existing session"; a missing banner is "Error reading SSH protocol banner".
+    """
+    text = str(exc)
+    return "No existing session" in text or "Error reading SSH protocol banner" in text
+
+
+def _server_alive(options: dict, settings: SshSettings) -> tuple[float, int]:
+    """(interval, count max): the ssh config's ServerAliveInterval/CountMax, else kamalpy's defaults."""
+    interval = options.get("serveraliveinterval", settings.server_alive_interval)
+    count = options.get("serveralivecountmax", settings.server_alive_count_max)
+    try:
+        return float(interval), int(count)
+    except ValueError:
+        raise ValueError(f"ServerAliveInterval {interval!r} / ServerAliveCountMax {count!r} must be numbers") from None
+
+
 def _split_user_host_port(value: str, default_user: str = "root", default_port: int = 22) -> tuple[str, str, int]:
     user, _, hostport = value.rpartition("@")
     host, _, port = hostport.partition(":")
     return user or default_user, host, int(port or default_port)
+
+
+class Liveness:
+    """Keepalives that want an answer (OpenSSH's ServerAliveInterval / ServerAliveCountMax).
+
+    paramiko's own ``set_keepalive`` sends ignorable packets and never notices that no answer comes.
+    Every ``interval`` seconds this sends a ``keepalive@openssh.com`` global request with want-reply
+    (every sshd answers it, if only with a failure); ``count_max`` unanswered in a row and the connection
+    is closed, which ends whatever runs on it with :attr:`dead` as the reason. Sends happen on a helper
+    thread, so a blocked socket delays nothing else; commands never wait for a keepalive.
+    """
+
+    def __init__(self, host: str, transport: paramiko.Transport, interval: float, count_max: int) -> None:
+        self.host = host
+        self.transport = transport
+        self.interval = interval
+        self.count_max = max(1, count_max)
+        self.dead: str | None = None
+        # paramiko keeps one reply event per transport: a port-forward request and a keepalive take turns.
+        self.requests = threading.Lock()
+        self._stop = threading.Event()
+        self._sending: threading.Thread | None = None
+        self._thread = threading.Thread(target=self._watch, name=f"kamalpy-alive-{host}", daemon=True)
+        if interval > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        misses = 0
+        if self._stop.wait(self.interval):
+            return
+        while self.transport.is_active() and not self._stop.is_set():
+            started = time.monotonic()
+            if self._ask():
+                misses = 0
+                self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+                continue
+            misses += 1
+            if misses >= self.count_max:
+                if self._stop.is_set():
+                    return
+                self.dead = (f"the host stopped answering: no reply to {misses} keepalives in "
+                             f"{misses * self.interval:g}s (ServerAliveInterval {self.interval:g}, "
+                             f"ServerAliveCountMax {self.count_max})")
+                self.transport.close()  # ends every channel: running commands fail with self.dead
+                return
+
+    def _ask(self) -> bool:
+        """Send one request; True when any reply came within the interval."""
+        with self.requests:
+            answered = threading.Event()
+            self.transport.completion_event = answered  # set by paramiko on REQUEST_SUCCESS/FAILURE
+            if self._sending is None or not self._sending.is_alive():
+                self._sending = threading.Thread(target=self._send, daemon=True, name=f"kamalpy-ping-{self.host}")
+                self._sending.start()
+            return answered.wait(self.interval) and self.transport.is_active()
+
+    def _send(self) -> None:
+        message = paramiko.Message()
+        message.add_byte(paramiko.common.cMSG_GLOBAL_REQUEST)
+        message.add_string("keepalive@openssh.com")
+        message.add_boolean(True)
+        try:
+            self.transport._send_user_message(message)  # global_request() would block until the reply
+        except (OSError, EOFError, paramiko.SSHException):
+            pass  # the watch notices the missing reply
 
 
 def _close(*clients: paramiko.SSHClient | None) -> None:
@@ -101,10 +191,11 @@ def _close(*clients: paramiko.SSHClient | None) -> None:
 
 class ParamikoConnection:
     def __init__(self, host: str, client: paramiko.SSHClient, jump: paramiko.SSHClient | None = None,
-                 forwarding: bool = True) -> None:
+                 forwarding: bool = True, liveness: Liveness | None = None) -> None:
         self.host = host
         self.client = client
         self.jump = jump
+        self.liveness = liveness
         self.forwarding = forwarding  # off when the host key changed and StrictHostKeyChecking is no (as OpenSSH)
         self._forwards: dict[int, tuple[str, int]] = {}
 
@@ -112,11 +203,11 @@ class ParamikoConnection:
             on_output: Callable[[str, str], None] | None = None) -> CommandResult:
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
-            raise TransportError(self.host, "connection lost")
+            raise self._lost(None)
         try:
             channel = transport.open_session()
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise TransportError(self.host, f"connection lost ({exc or type(exc).__name__})") from None
+            raise self._lost(exc) from None
         try:
             channel.settimeout(timeout)
             channel.exec_command(command)
@@ -125,14 +216,23 @@ class ParamikoConnection:
             channel.shutdown_write()
             out, err = self._collect(channel, on_output, timeout, transport)
             status = channel.recv_exit_status()
+            if status == -1 and not transport.is_active():
+                raise EOFError("the connection closed before the command ended")  # no exit status came
         except TimeoutError as exc:
-            raise TransportError(self.host, f"timed out after {timeout}s running: {command}") from exc
+            raise TransportError(self.host, f"timed out after {timeout:g}s") from exc  # the step is named by the caller
         except (OSError, EOFError, paramiko.SSHException) as exc:
             # The server went away while the command ran: it may or may not have finished there.
-            raise TransportError(self.host, f"connection lost ({exc or type(exc).__name__})") from None
+            raise self._lost(exc) from None
         finally:
             channel.close()
         return CommandResult(self.host, command, status, out, err)
+
+    def _lost(self, exc: BaseException | None) -> TransportError:
+        """The connection is gone: why, when the liveness check knows."""
+        if self.liveness is not None and self.liveness.dead:
+            return TransportError(self.host, f"connection lost: {self.liveness.dead}")
+        detail = f" ({exc or type(exc).__name__})" if exc is not None else ""
+        return TransportError(self.host, f"connection lost{detail}")
 
     def _collect(self, channel: paramiko.Channel, on_output: Callable[[str, str], None] | None,
                  timeout: float | None, transport: paramiko.Transport) -> tuple[str, str]:
@@ -164,7 +264,7 @@ class ParamikoConnection:
         try:
             self._upload(data, remote_path, mode)
         except (EOFError, paramiko.SSHException, ConnectionError) as exc:
-            raise TransportError(self.host, f"connection lost ({exc or type(exc).__name__})") from None
+            raise self._lost(exc) from None
         except OSError as exc:  # SFTP's answer: no such directory, permission denied, ...
             raise TransportError(self.host, f"upload of {remote_path} failed: {exc.strerror or exc}") from None
 
@@ -186,10 +286,18 @@ class ParamikoConnection:
         def handler(channel: paramiko.Channel, origin: tuple[str, int], server: tuple[str, int]) -> None:
             threading.Thread(target=_pipe, args=(channel, local_host, local_port), daemon=True).start()
 
-        bound = transport.request_port_forward("localhost", remote_port, handler)
-        return Forward(bound, local_host, local_port, close=lambda: transport.cancel_port_forward("localhost", bound))
+        with self.liveness.requests if self.liveness is not None else contextlib.nullcontext():
+            bound = transport.request_port_forward("localhost", remote_port, handler)
+
+        def close() -> None:
+            with self.liveness.requests if self.liveness is not None else contextlib.nullcontext():
+                transport.cancel_port_forward("localhost", bound)
+
+        return Forward(bound, local_host, local_port, close=close)
 
     def close(self) -> None:
+        if self.liveness is not None:
+            self.liveness.stop()
         self.client.close()
         if self.jump is not None:
             self.jump.close()
@@ -232,7 +340,8 @@ class ParamikoTransport:
         port = settings.port
         try:
             check = self._host_key_check(hostname, port, options, settings)
-        except known_hosts.HostKeyError as exc:
+            alive_interval, alive_count = _server_alive(options, settings)
+        except (known_hosts.HostKeyError, ValueError) as exc:
             raise TransportError(host, f"ssh config: {exc}") from None
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(check)
@@ -270,15 +379,18 @@ class ParamikoTransport:
             raise TransportError(host, f"could not connect to port {port} ({'; '.join(reasons)})") from exc
         except (OSError, paramiko.SSHException, EOFError) as exc:
             _close(client, jump)
+            if _handshake_stalled(exc):
+                raise TransportError(host, f"SSH handshake timed out after {settings.connect_timeout:g}s "
+                                           f"(the server accepted the connection, then stopped answering)") from None
             raise TransportError(host, f"could not connect ({exc or type(exc).__name__})") from exc
         transport = client.get_transport()
-        if transport is not None:
-            transport.set_keepalive(settings.keepalive_interval)
-            if isinstance(transport.sock, socket.socket):
-                # Without it, Nagle's algorithm and the server's delayed ACK add ~40 ms to every
-                # channel open (OpenSSH sets it too).
-                transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return ParamikoConnection(host, client, jump, forwarding=not check.unsafe)
+        assert transport is not None
+        if isinstance(transport.sock, socket.socket):
+            # Without it, Nagle's algorithm and the server's delayed ACK add ~40 ms to every
+            # channel open (OpenSSH sets it too).
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        liveness = Liveness(host, transport, alive_interval, alive_count)
+        return ParamikoConnection(host, client, jump, forwarding=not check.unsafe, liveness=liveness)
 
     @staticmethod
     def _host_key_check(hostname: str, port: int, options: dict, settings: SshSettings) -> HostKeyCheck:

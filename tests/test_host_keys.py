@@ -12,82 +12,22 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
-import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from local_sshd import Server, needs_sshd
 
 from kamalpy.transport import SshSettings, TransportError
 from kamalpy.transport import known_hosts as kh
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("sshd") or not shutil.which("ssh") or not shutil.which("unshare"),
-    reason="needs root, sshd, ssh and unshare (the sshd runs in its own mount namespace)")
-
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _keygen(path: Path, kind: str = "ed25519") -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", "", "-f", str(path)], check=True)
-    return " ".join(path.with_suffix(".pub").read_text().split()[:2])
-
-
-@dataclass
-class Server:
-    port: int
-    dir: Path
-    client_key: Path
-    host_key: str  # "ssh-ed25519 AAAA..."
-    other_key: str  # another ed25519 key, not the server's
-    ecdsa_key: str  # a key of another type, not the server's
-    ca_key: str  # the CA that signed the server's host certificate
-
-    @property
-    def name(self) -> str:
-        return f"[127.0.0.1]:{self.port}"
+pytestmark = needs_sshd
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    d = tmp_path_factory.mktemp("sshd")
-    host_key = _keygen(d / "host")
-    ca_key = _keygen(d / "ca")
-    subprocess.run(["ssh-keygen", "-q", "-s", str(d / "ca"), "-I", "test-host", "-h", "-n", "127.0.0.1",
-                    str(d / "host.pub")], check=True)
-    _keygen(d / "client")
-    (d / "authorized_keys").write_text((d / "client.pub").read_text())
-    port = _free_port()
-    (d / "sshd_config").write_text("\n".join([
-        f"ListenAddress 127.0.0.1:{port}", f"HostKey {d / 'host'}", f"HostCertificate {d / 'host-cert.pub'}",
-        f"PidFile {d / 'sshd.pid'}", "PermitRootLogin prohibit-password", "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no", "UsePAM no", f"AuthorizedKeysFile {d / 'authorized_keys'}",
-        "StrictModes no", "LogLevel ERROR", ""]))
-    # sshd wants /run/sshd (privilege separation): a private /run in a mount namespace of its own.
-    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                             f"mount -t tmpfs tmpfs /run && mkdir -m 755 /run/sshd && "
-                             f"exec {SSHD} -D -e -f {d / 'sshd_config'}"],
-                            stdout=subprocess.DEVNULL, stderr=open(d / "sshd.log", "w"))
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, (d / "sshd.log").read_text()
-            time.sleep(0.05)
-    yield Server(port, d, d / "client", host_key, _keygen(d / "other"), _keygen(d / "ecdsa", "ecdsa"), ca_key)
-    proc.terminate()
-    proc.wait(10)
+def server(sshd: Server) -> Server:
+    return sshd
 
 
 @dataclass
