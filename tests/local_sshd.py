@@ -7,6 +7,7 @@ own host key and a host certificate signed by a test CA, and accepts ``root`` wi
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -44,6 +45,8 @@ class Server:
     ecdsa_key: str  # a key of another type, not the server's
     ca_key: str  # the CA that signed the server's host certificate
     pid: int  # the listening sshd
+    host22: str | None = None  # another loopback address where it listens on port 22 (None: could not bind)
+    host: str = "127.0.0.1"
 
     def sessions(self) -> list[int]:
         """Process ids of the processes serving connections (every descendant of the listening sshd)."""
@@ -64,7 +67,7 @@ class Server:
 
     @property
     def name(self) -> str:
-        return f"[127.0.0.1]:{self.port}"
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +80,10 @@ def sshd(tmp_path_factory):
     _keygen(d / "client")
     (d / "authorized_keys").write_text((d / "client.pub").read_text())
     port = _free_port()
+    host22 = f"127.{random.randrange(1, 255)}.{random.randrange(256)}.{random.randrange(1, 255)}"
     (d / "sshd_config").write_text("\n".join([
-        f"ListenAddress 127.0.0.1:{port}", f"HostKey {d / 'host'}", f"HostCertificate {d / 'host-cert.pub'}",
+        f"ListenAddress 127.0.0.1:{port}", f"ListenAddress {host22}:22",
+        f"HostKey {d / 'host'}", f"HostCertificate {d / 'host-cert.pub'}",
         f"PidFile {d / 'sshd.pid'}", "PermitRootLogin prohibit-password", "PasswordAuthentication no",
         "KbdInteractiveAuthentication no", "UsePAM no", f"AuthorizedKeysFile {d / 'authorized_keys'}",
         "StrictModes no", "LogLevel ERROR", ""]))
@@ -95,8 +100,12 @@ def sshd(tmp_path_factory):
         except OSError:
             assert proc.poll() is None and time.monotonic() < deadline, (d / "sshd.log").read_text()
             time.sleep(0.05)
+    try:  # sshd goes on when port 22 cannot be bound there; the port-22 cases are then skipped
+        socket.create_connection((host22, 22), timeout=1).close()
+    except OSError:
+        host22 = None
     yield Server(port, d, d / "client", host_key, _keygen(d / "other"), _keygen(d / "ecdsa", "ecdsa"), ca_key,
-                 proc.pid)
+                 proc.pid, host22)
     proc.terminate()
     proc.wait(10)
 

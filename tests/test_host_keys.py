@@ -11,6 +11,7 @@ which cannot verify host certificates.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import subprocess
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class Case:
     glob: str = ""  # the global known_hosts file
     extra: str = ""  # more ssh config lines
     differs: bool = False  # the accepted difference: ssh connects, kamalpy refuses
+    port22: bool = False  # against the sshd's port-22 address ({name} is then the bare host)
 
 
 CASES = [
@@ -82,6 +84,10 @@ CASES = [
     Case("corrupt-lines-then-new", "garbage line here\n", "accept-new", True, recorded=True),
     Case("second-user-file", "", "yes", True, extra="UserKnownHostsFile {dir}/missing {dir}/second\n"),
     Case("hash-known-hosts", "", "accept-new", True, recorded=True, extra="HashKnownHosts yes\n"),
+    Case("port-22-bare-name", "{name} {key}\n", "yes", True, port22=True),
+    Case("port-22-bracketed-is-another-name", "[{host}]:22 {key}\n", "yes", False, port22=True),
+    Case("port-22-new-recorded-bare", "", "accept-new", True, recorded=True, port22=True),
+    Case("port-22-changed", "{name} {other}\n", "accept-new", False, port22=True),
     Case("global-none", "{name} {key}\n", "yes", True, glob="{name} {other}\n",
          extra="GlobalKnownHostsFile none\n"),
 ]
@@ -89,8 +95,9 @@ CASES = [
 
 def _fill(text: str, server: Server, d: Path) -> str:
     hashed = kh.hash_name(server.name, b"0123456789abcdefghij")  # one salt: both copies alike
-    return text.format(name=server.name, key=server.host_key, other=server.other_key, ecdsa=server.ecdsa_key,
-                       ca=server.ca_key, hashed=hashed, port=server.port, dir=d, keyblob=server.host_key.split()[1])
+    return text.format(name=server.name, host=server.host, key=server.host_key, other=server.other_key,
+                       ecdsa=server.ecdsa_key, ca=server.ca_key, hashed=hashed, port=server.port, dir=d,
+                       keyblob=server.host_key.split()[1])
 
 
 def _setup(case: Case, server: Server, d: Path) -> Path:
@@ -113,7 +120,7 @@ def _ssh(server: Server, config: Path, strict: str | None) -> bool:
     unset = ["-o", "StrictHostKeyChecking=accept-new"] if strict is None else []
     proc = subprocess.run(["ssh", "-F", str(config), *unset, "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
                            "-o", "IdentitiesOnly=yes", "-i", str(server.client_key), "-p", str(server.port),
-                           "root@127.0.0.1", "true"], capture_output=True, text=True, timeout=30)
+                           f"root@{server.host}", "true"], capture_output=True, text=True, timeout=30)
     return proc.returncode == 0
 
 
@@ -123,7 +130,7 @@ def _kamalpy(server: Server, config: Path, warnings: list[str]) -> tuple[bool, s
     settings = SshSettings(port=server.port, keys=(str(server.client_key),), keys_only=True, config=(str(config),),
                            connect_timeout=10, warn=warnings.append)
     try:
-        connection = ParamikoTransport().connect("127.0.0.1", settings)
+        connection = ParamikoTransport().connect(server.host, settings)
     except TransportError as exc:
         return False, str(exc)
     try:
@@ -147,6 +154,10 @@ def _recorded(before: str, after: str, name: str) -> list[str]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_verdict_matches_openssh(case: Case, server: Server, tmp_path: Path) -> None:
+    if case.port22:
+        if server.host22 is None:
+            pytest.skip("could not listen on port 22 of a loopback address")
+        server = dataclasses.replace(server, host=server.host22, port=22)
     ssh_config = _setup(case, server, tmp_path / "ssh")
     ours = _setup(case, server, tmp_path / "kamalpy")
     before = (tmp_path / "ssh" / "known_hosts").read_text()
@@ -162,7 +173,7 @@ def test_verdict_matches_openssh(case: Case, server: Server, tmp_path: Path) -> 
     assert our_added == ssh_added
     assert bool(our_added) == case.recorded
     if not connects:
-        assert error.startswith("127.0.0.1: "), error
+        assert error.startswith(f"{server.host}: "), error
     if case.differs:
         assert "certificate authority" in error and "cannot verify host certificates" in error, error
     if case.id.startswith("corrupt"):
