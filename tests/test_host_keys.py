@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import fnmatch
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from local_sshd import Server, needs_sshd
 
 from kamalpy.transport import SshSettings, TransportError
@@ -225,6 +229,19 @@ def test_revoked_message(server: Server, tmp_path: Path) -> None:
 ])
 def test_patterns_as_openssh(name: str, patterns: str, expected: int) -> None:
     assert kh.match_pattern_list(name, patterns) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text("ab*?.[]", max_size=8), st.text("ab*?.[]", max_size=10))
+def test_wildcards_as_shell_patterns_without_classes(pattern: str, name: str) -> None:
+    # OpenSSH's * and ? are fnmatch's, but [ is a literal character in known_hosts.
+    assert kh.match_pattern(name, pattern) == fnmatch.fnmatchcase(name, pattern.replace("[", "[[]"))
+
+
+def test_many_stars_stay_fast() -> None:
+    started = time.monotonic()
+    assert not kh.match_pattern("a" * 60, "*a" * 30 + "*b")
+    assert time.monotonic() - started < 1
 
 
 def test_openssh_reads_our_hashed_names(tmp_path: Path) -> None:

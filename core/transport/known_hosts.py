@@ -109,16 +109,24 @@ def _file_list(value: object, default: tuple[str, ...]) -> tuple[str, ...]:
 # -- matching ----------------------------------------------------------------------------------------
 
 def match_pattern(name: str, pattern: str) -> bool:
-    """OpenSSH's ``match_pattern``: ``*`` any run of characters, ``?`` one character, the rest literal."""
-    if not pattern:
-        return not name
-    head = pattern[0]
-    if head == "*":
-        rest = pattern.lstrip("*")
-        return not rest or any(match_pattern(name[i:], rest) for i in range(len(name) + 1))
-    if not name:
-        return False
-    return (head == "?" or head == name[0]) and match_pattern(name[1:], pattern[1:])
+    """OpenSSH's ``match_pattern``: ``*`` any run of characters, ``?`` one character, the rest literal.
+
+    The greedy scan that backs up to the last ``*``: at most len(name) x len(pattern) steps, where
+    OpenSSH's recursion (and a regular expression) can take exponential time on many stars.
+    """
+    n = p = 0
+    star, mark = -1, 0
+    while n < len(name):
+        if p < len(pattern) and pattern[p] == "*":
+            star, mark, p = p, n, p + 1
+        elif p < len(pattern) and pattern[p] in ("?", name[n]):
+            n, p = n + 1, p + 1
+        elif star >= 0:
+            mark += 1
+            n, p = mark, star + 1
+        else:
+            return False
+    return pattern[p:].strip("*") == ""
 
 
 def match_pattern_list(name: str, patterns: str) -> int:
