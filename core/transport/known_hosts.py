@@ -79,7 +79,7 @@ class Policy:
         """From paramiko-style lookup results (lower-case keys); an unknown StrictHostKeyChecking is an error."""
         strict_raw = str(options.get("stricthostkeychecking", DEFAULT_STRICT)).strip().lower()
         if strict_raw not in _STRICT_VALUES:
-            raise HostKeyError(f"StrictHostKeyChecking {strict_raw!r} in the ssh config is not one of "
+            raise HostKeyError(f"StrictHostKeyChecking {strict_raw!r} is not one of "
                                f"yes, accept-new, no, off, ask")
         user = options.get("userknownhostsfile") or default_user_files
         return cls(user_files=_file_list(user, DEFAULT_USER_FILES),
