@@ -1,14 +1,13 @@
 """The paramiko SSH transport (the default, ``paramiko``; registered by ``transport_paramiko``).
 
-One SSH connection per host, kept open for the whole run (keepalive every 30 s). Host keys:
-an unknown key is recorded in the known_hosts file (OpenSSH's ``accept-new``); a key that differs
-from the recorded one is refused.
+One SSH connection per host, kept open for the whole run, watched by keepalives that want an answer
+(:class:`Liveness`: a silent host is found within 20 s by default). Host keys are
+checked by :mod:`kamalpy.transport.known_hosts` with OpenSSH's rules and files.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import contextlib
 import io
 import logging
 import os
@@ -24,24 +23,47 @@ from collections.abc import Callable
 import paramiko
 from paramiko.sftp import CMD_HANDLE, CMD_OPEN, SFTP_FLAG_CREATE, SFTP_FLAG_EXCL, SFTP_FLAG_WRITE
 
-from kamalpy.transport import CommandResult, Forward, SshSettings, TransportError
+from kamalpy.transport import CommandResult, Forward, SshSettings, TransportError, known_hosts
 
-_KNOWN_HOSTS_LOCK = threading.Lock()
 _KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 
 
-class AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
-    """Record unknown host keys (never overwriting one); paramiko itself refuses changed keys."""
+class HostKeyCheck(paramiko.MissingHostKeyPolicy):
+    """OpenSSH's host-key rules (:mod:`kamalpy.transport.known_hosts`).
 
-    def __init__(self, known_hosts: str) -> None:
-        self.known_hosts = known_hosts
+    paramiko's client is given no host keys of its own, so it asks this policy about every server key.
+    """
+
+    def __init__(self, host: str, port: int, policy: known_hosts.Policy, warn: Callable[[str], None] | None) -> None:
+        self.host = host
+        self.port = port
+        self.name = policy.name(host, port)
+        self.policy = policy
+        self.warn = warn
+        self.unsafe = False
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        with _KNOWN_HOSTS_LOCK:
-            client.get_host_keys().add(hostname, key.get_name(), key)
-            os.makedirs(os.path.dirname(self.known_hosts) or ".", exist_ok=True)
-            with open(self.known_hosts, "a") as handle:
-                handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        blob = key.asbytes()
+        key_type = known_hosts.blob_type(blob)
+        decision = known_hosts.decide(self.host, self.port, key_type, blob, self.policy, self.warn)
+        self.unsafe = decision.unsafe
+        if decision.warning and self.warn:
+            self.warn(f"{self.name}: {decision.warning}")
+        if decision.record_in:
+            try:
+                known_hosts.record(decision.record_in, self.name, key_type, blob, hashed=self.policy.hash_names)
+            except OSError as exc:  # OpenSSH goes on too
+                if self.warn:
+                    self.warn(f"Failed to add {self.name} to {decision.record_in} ({exc.strerror or exc})")
+
+    def transport_factory(self, sock: object, **kwargs: object) -> paramiko.Transport:
+        """A transport that asks first for the key types known for the host, as OpenSSH orders them."""
+        transport = paramiko.Transport(sock, **kwargs)
+        options = transport.get_security_options()
+        first = known_hosts.known_types(self.host, self.port, self.policy, options.key_types)
+        if first:
+            options.key_types = first + [t for t in options.key_types if t not in first]
+        return transport
 
 
 def _load_pkey(data: str) -> paramiko.PKey:
@@ -70,10 +92,24 @@ def _configure_logging(level: str) -> None:
     logger.propagate = False
 
 
-def _fingerprint(key: paramiko.PKey) -> str:
-    """``ssh-ed25519 SHA256:...`` as OpenSSH shows it."""
-    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
-    return f"{key.get_name()} SHA256:{digest}"
+def _handshake_stalled(exc: BaseException) -> bool:
+    """paramiko's words for a server that accepted the TCP connection and then went silent.
+
+    After ``timeout`` its key exchange gives up without an error, and the client then finds
+    "No existing session"; a missing banner is "Error reading SSH protocol banner".
+    """
+    text = str(exc)
+    return "No existing session" in text or "Error reading SSH protocol banner" in text
+
+
+def _server_alive(options: dict, settings: SshSettings) -> tuple[float, int]:
+    """(interval, count max): the ssh config's ServerAliveInterval/CountMax, else kamalpy's defaults."""
+    interval = options.get("serveraliveinterval", settings.server_alive_interval)
+    count = options.get("serveralivecountmax", settings.server_alive_count_max)
+    try:
+        return float(interval), int(count)
+    except ValueError:
+        raise ValueError(f"ServerAliveInterval {interval!r} / ServerAliveCountMax {count!r} must be numbers") from None
 
 
 def _split_user_host_port(value: str, default_user: str = "root", default_port: int = 22) -> tuple[str, str, int]:
@@ -82,22 +118,99 @@ def _split_user_host_port(value: str, default_user: str = "root", default_port: 
     return user or default_user, host, int(port or default_port)
 
 
+class Liveness:
+    """Keepalives that want an answer (OpenSSH's ServerAliveInterval / ServerAliveCountMax).
+
+    paramiko's own ``set_keepalive`` sends ignorable packets and never notices that no answer comes.
+    Every ``interval`` seconds this sends a ``keepalive@openssh.com`` global request with want-reply
+    (every sshd answers it, if only with a failure); ``count_max`` unanswered in a row and the connection
+    is closed, which ends whatever runs on it with :attr:`dead` as the reason. Sends happen on a helper
+    thread, so a blocked socket delays nothing else; commands never wait for a keepalive.
+    """
+
+    def __init__(self, host: str, transport: paramiko.Transport, interval: float, count_max: int) -> None:
+        self.host = host
+        self.transport = transport
+        self.interval = interval
+        self.count_max = max(1, count_max)
+        self.dead: str | None = None
+        # paramiko keeps one reply event per transport: a port-forward request and a keepalive take turns.
+        self.requests = threading.Lock()
+        self._stop = threading.Event()
+        self._sending: threading.Thread | None = None
+        self._thread = threading.Thread(target=self._watch, name=f"kamalpy-alive-{host}", daemon=True)
+        if interval > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        misses = 0
+        if self._stop.wait(self.interval):
+            return
+        while self.transport.is_active() and not self._stop.is_set():
+            started = time.monotonic()
+            if self._ask():
+                misses = 0
+                self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+                continue
+            misses += 1
+            if misses >= self.count_max:
+                if self._stop.is_set():
+                    return
+                self.dead = (f"the host stopped answering: no reply to {misses} keepalives in "
+                             f"{misses * self.interval:g}s (ServerAliveInterval {self.interval:g}, "
+                             f"ServerAliveCountMax {self.count_max})")
+                self.transport.close()  # ends every channel: running commands fail with self.dead
+                return
+
+    def _ask(self) -> bool:
+        """Send one request; True when any reply came within the interval."""
+        with self.requests:
+            answered = threading.Event()
+            self.transport.completion_event = answered  # set by paramiko on REQUEST_SUCCESS/FAILURE
+            if self._sending is None or not self._sending.is_alive():
+                self._sending = threading.Thread(target=self._send, daemon=True, name=f"kamalpy-ping-{self.host}")
+                self._sending.start()
+            return answered.wait(self.interval) and self.transport.is_active()
+
+    def _send(self) -> None:
+        message = paramiko.Message()
+        message.add_byte(paramiko.common.cMSG_GLOBAL_REQUEST)
+        message.add_string("keepalive@openssh.com")
+        message.add_boolean(True)
+        try:
+            self.transport._send_user_message(message)  # global_request() would block until the reply
+        except (OSError, EOFError, paramiko.SSHException):
+            pass  # the watch notices the missing reply
+
+
+def _close(*clients: paramiko.SSHClient | None) -> None:
+    for client in clients:
+        if client is not None:
+            client.close()
+
+
 class ParamikoConnection:
-    def __init__(self, host: str, client: paramiko.SSHClient, jump: paramiko.SSHClient | None = None) -> None:
+    def __init__(self, host: str, client: paramiko.SSHClient, jump: paramiko.SSHClient | None = None,
+                 forwarding: bool = True, liveness: Liveness | None = None) -> None:
         self.host = host
         self.client = client
         self.jump = jump
+        self.liveness = liveness
+        self.forwarding = forwarding  # off when the host key changed and StrictHostKeyChecking is no (as OpenSSH)
         self._forwards: dict[int, tuple[str, int]] = {}
 
     def run(self, command: str, *, stdin: bytes | None = None, timeout: float | None = None,
             on_output: Callable[[str, str], None] | None = None) -> CommandResult:
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
-            raise TransportError(self.host, "connection lost")
+            raise self._lost(None)
         try:
             channel = transport.open_session()
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise TransportError(self.host, f"connection lost ({exc or type(exc).__name__})") from None
+            raise self._lost(exc) from None
         try:
             channel.settimeout(timeout)
             channel.exec_command(command)
@@ -106,14 +219,23 @@ class ParamikoConnection:
             channel.shutdown_write()
             out, err = self._collect(channel, on_output, timeout, transport)
             status = channel.recv_exit_status()
+            if status == -1 and not transport.is_active():
+                raise EOFError("the connection closed before the command ended")  # no exit status came
         except TimeoutError as exc:
-            raise TransportError(self.host, f"timed out after {timeout}s running: {command}") from exc
+            raise TransportError(self.host, f"timed out after {timeout:g}s") from exc  # the step is named by the caller
         except (OSError, EOFError, paramiko.SSHException) as exc:
             # The server went away while the command ran: it may or may not have finished there.
-            raise TransportError(self.host, f"connection lost ({exc or type(exc).__name__})") from None
+            raise self._lost(exc) from None
         finally:
             channel.close()
         return CommandResult(self.host, command, status, out, err)
+
+    def _lost(self, exc: BaseException | None) -> TransportError:
+        """The connection is gone: why, when the liveness check knows."""
+        if self.liveness is not None and self.liveness.dead:
+            return TransportError(self.host, f"connection lost: {self.liveness.dead}")
+        detail = f" ({exc or type(exc).__name__})" if exc is not None else ""
+        return TransportError(self.host, f"connection lost{detail}")
 
     def _collect(self, channel: paramiko.Channel, on_output: Callable[[str, str], None] | None,
                  timeout: float | None, transport: paramiko.Transport) -> tuple[str, str]:
@@ -145,7 +267,7 @@ class ParamikoConnection:
         try:
             self._upload(data, remote_path, mode)
         except (EOFError, paramiko.SSHException, ConnectionError) as exc:
-            raise TransportError(self.host, f"connection lost ({exc or type(exc).__name__})") from None
+            raise self._lost(exc) from None
         except OSError as exc:  # SFTP's answer: no such directory, permission denied, ...
             raise TransportError(self.host, f"upload of {remote_path} failed: {exc.strerror or exc}") from None
 
@@ -173,16 +295,27 @@ class ParamikoConnection:
                 raise
 
     def forward_remote(self, remote_port: int, local_host: str, local_port: int) -> Forward:
+        if not self.forwarding:
+            raise TransportError(self.host, "port forwarding is disabled: the host key changed "
+                                            "(StrictHostKeyChecking no connects, but forwards nothing, as OpenSSH)")
         transport = self.client.get_transport()
         assert transport is not None
 
         def handler(channel: paramiko.Channel, origin: tuple[str, int], server: tuple[str, int]) -> None:
             threading.Thread(target=_pipe, args=(channel, local_host, local_port), daemon=True).start()
 
-        bound = transport.request_port_forward("localhost", remote_port, handler)
-        return Forward(bound, local_host, local_port, close=lambda: transport.cancel_port_forward("localhost", bound))
+        with self.liveness.requests if self.liveness is not None else contextlib.nullcontext():
+            bound = transport.request_port_forward("localhost", remote_port, handler)
+
+        def close() -> None:
+            with self.liveness.requests if self.liveness is not None else contextlib.nullcontext():
+                transport.cancel_port_forward("localhost", bound)
+
+        return Forward(bound, local_host, local_port, close=close)
 
     def close(self) -> None:
+        if self.liveness is not None:
+            self.liveness.stop()
         self.client.close()
         if self.jump is not None:
             self.jump.close()
@@ -223,12 +356,13 @@ class ParamikoTransport:
         # config's User/Port (HostName, ProxyJump, IdentityFile, UserKnownHostsFile still apply).
         user = settings.user
         port = settings.port
-        # An ssh config's UserKnownHostsFile wins over the default, as it does for OpenSSH.
-        known_hosts = os.path.expanduser(str(options.get("userknownhostsfile", settings.known_hosts)).split()[0])
+        try:
+            check = self._host_key_check(hostname, port, options, settings)
+            alive_interval, alive_count = _server_alive(options, settings)
+        except (known_hosts.HostKeyError, ValueError) as exc:
+            raise TransportError(host, f"ssh config: {exc}") from None
         client = paramiko.SSHClient()
-        if os.path.exists(known_hosts):
-            client.load_host_keys(known_hosts)
-        client.set_missing_host_key_policy(AcceptNewPolicy(known_hosts))
+        client.set_missing_host_key_policy(check)
         jump = None
         sock = None
         try:
@@ -237,36 +371,49 @@ class ParamikoTransport:
                 sock = paramiko.ProxyCommand(command.replace("%p", str(port)).replace("%r", user))
             elif settings.proxy or options.get("proxyjump"):
                 jump_user, jump_host, jump_port = _split_user_host_port(settings.proxy or options["proxyjump"])
+                jump_options = self._ssh_config(jump_host, settings)
+                jump_check = self._host_key_check(jump_options.get("hostname", jump_host), jump_port, jump_options,
+                                                  settings)
                 jump = paramiko.SSHClient()
-                if os.path.exists(known_hosts):
-                    jump.load_host_keys(known_hosts)
-                jump.set_missing_host_key_policy(AcceptNewPolicy(known_hosts))
-                jump.connect(jump_host, jump_port, jump_user, **self._auth(settings, options))
+                jump.set_missing_host_key_policy(jump_check)
+                jump.connect(jump_options.get("hostname", jump_host), jump_port, jump_user,
+                             transport_factory=jump_check.transport_factory, **self._auth(settings, options))
                 assert jump.get_transport() is not None
                 sock = jump.get_transport().open_channel("direct-tcpip", (hostname, port), ("127.0.0.1", 0))
-            client.connect(hostname, port, user, sock=sock, **self._auth(settings, options))
-        except paramiko.BadHostKeyException as exc:
-            raise TransportError(host, f"host key changed: the server offers {_fingerprint(exc.key)}, {known_hosts} "
-                                       f"has {_fingerprint(exc.expected_key)}; refusing to connect. If the change is "
-                                       f"expected, remove the old key: ssh-keygen -R {hostname} -f {known_hosts}"
-                                 ) from exc
+            client.connect(hostname, port, user, sock=sock, transport_factory=check.transport_factory,
+                           **self._auth(settings, options))
+        except known_hosts.HostKeyError as exc:
+            _close(client, jump)
+            raise TransportError(host, str(exc)) from None
         except paramiko.AuthenticationException as exc:
+            _close(client, jump)
             raise TransportError(host, f"authentication failed for user '{user}' ({exc})") from exc
         except TimeoutError as exc:
+            _close(client, jump)
             raise TransportError(host, f"connection timed out after {settings.connect_timeout:g}s") from exc
         except paramiko.ssh_exception.NoValidConnectionsError as exc:
+            _close(client, jump)
             reasons = sorted({getattr(err, "strerror", None) or str(err) for err in exc.errors.values()})
             raise TransportError(host, f"could not connect to port {port} ({'; '.join(reasons)})") from exc
         except (OSError, paramiko.SSHException, EOFError) as exc:
+            _close(client, jump)
+            if _handshake_stalled(exc):
+                raise TransportError(host, f"SSH handshake timed out after {settings.connect_timeout:g}s "
+                                           f"(the server accepted the connection, then stopped answering)") from None
             raise TransportError(host, f"could not connect ({exc or type(exc).__name__})") from exc
         transport = client.get_transport()
-        if transport is not None:
-            transport.set_keepalive(settings.keepalive_interval)
-            if isinstance(transport.sock, socket.socket):
-                # Without it, Nagle's algorithm and the server's delayed ACK add ~40 ms to every
-                # channel open (OpenSSH sets it too).
-                transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return ParamikoConnection(host, client, jump)
+        assert transport is not None
+        if isinstance(transport.sock, socket.socket):
+            # Without it, Nagle's algorithm and the server's delayed ACK add ~40 ms to every
+            # channel open (OpenSSH sets it too).
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        liveness = Liveness(host, transport, alive_interval, alive_count)
+        return ParamikoConnection(host, client, jump, forwarding=not check.unsafe, liveness=liveness)
+
+    @staticmethod
+    def _host_key_check(hostname: str, port: int, options: dict, settings: SshSettings) -> HostKeyCheck:
+        policy = known_hosts.Policy.from_ssh_config(options, settings.known_hosts)
+        return HostKeyCheck(hostname, port, policy, settings.warn)
 
     @staticmethod
     def _ssh_config(host: str, settings: SshSettings) -> dict:

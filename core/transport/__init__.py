@@ -28,12 +28,17 @@ class SshSettings:
     config: bool | tuple[str, ...] = True  # True: ~/.ssh/config; False: none; files: these
     forward_agent: bool | None = None
     log_level: str = "fatal"
-    known_hosts: str = "~/.ssh/known_hosts"
+    known_hosts: str = "~/.ssh/known_hosts ~/.ssh/known_hosts2"  # UserKnownHostsFile when the ssh config has none
     connect_timeout: float = 10.0
-    keepalive_interval: int = 30
+    keepalive_interval: int = 30  # Kamal's (what `kamalpy config` prints); liveness uses the two below
+    # kamalpy's own liveness check when the ssh config sets no ServerAliveInterval/ServerAliveCountMax:
+    # a request that must be answered every 5 s, 3 unanswered in a row and the host is reported dead.
+    server_alive_interval: float = 5.0
+    server_alive_count_max: int = 3
     max_concurrent_starts: int = 30
     pool_idle_timeout: int = 900
     dns_retries: int = 3
+    warn: Callable[[str], None] | None = field(default=None, compare=False, repr=False)  # the run's WARN lines
 
 
 @dataclass
@@ -55,6 +60,13 @@ class TransportError(KamalpyError):
     def __init__(self, host: str, message: str) -> None:
         super().__init__(f"{host}: {message}")
         self.host = host
+        self.reason = message
+
+    def during(self, step: str) -> TransportError:
+        """The same error, naming the command that was running (the execution layer knows it)."""
+        if " while running: " in self.reason:
+            return self
+        return TransportError(self.host, f"{self.reason} while running: {step}")
 
 
 class CommandFailed(KamalpyError):
