@@ -298,29 +298,15 @@ class RoleBoot:
             self._wait_until_ready()
 
     def _wait_until_ready(self) -> None:
-        """Poll Docker's status until running (then again after ``readiness_delay``) or healthy."""
-        if self.session.executor.dry_run:
-            self.session.capture(app_commands.status(self.role, self.version))
-            return
+        """Until Docker reports the container healthy, or running (again after ``readiness_delay``): one
+        round trip, the polling done on the server (:func:`kamalpy.commands.app.wait_until_ready`)."""
         timeout = self.config.deploy_timeout
-        deadline = time.monotonic() + timeout
-        attempt, settled = 1, False
-        while True:
-            status = self.session.capture(app_commands.status(self.role, self.version),
-                                          raise_on_non_zero=False).strip()
-            if status == "healthy" or (status == "running" and settled):
-                return
-            left = deadline - time.monotonic()
-            if status == "running":
-                # Kamal looks again after readiness_delay, so that a container that exits at once is caught.
-                time.sleep(max(0.0, min(self.config.readiness_delay, left)))
-                settled = True
-                continue
-            settled = False
-            if left <= 0:
-                raise BootError(f"container not ready after {timeout} seconds ({status or 'missing'})")
-            time.sleep(min(attempt, left))
-            attempt += 1
+        result = self.session.execute(app_commands.wait_until_ready(self.role, self.version, timeout,
+                                                                    self.config.readiness_delay),
+                                      raise_on_non_zero=False)
+        if not result.ok and not self.session.executor.dry_run:
+            status = (result.stdout.strip().splitlines() or ["missing"])[-1]
+            raise BootError(f"container not ready after {timeout} seconds ({status})")
 
     def _report_failure(self) -> None:
         """The first failure closing the barrier shows the new container's logs and health."""

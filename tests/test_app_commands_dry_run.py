@@ -375,6 +375,16 @@ def test_bad_options(fails):
 
 # ----- boot -----
 
+# How a role without proxy is waited for: one loop on the server, NAME being the container (a deliberate
+# difference: Kamal looks at its status once per round trip, see docs/moving-from-kamal.md).
+WAIT_LOOP = ("end=$(($(date +%s)+30)); seen=; while :; do s=$(docker inspect --format '{{if .State.Health}}"
+             "{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}} {{.RestartCount}}' NAME 2>/dev/null); "
+             'st=${s% *}; if [ "$st" = healthy ] || { [ "$st" = running ] && [ "$s" = "$seen" ]; }; then echo "$st"; '
+             'exit 0; fi; if [ "$st" = running ]; then [ -z "$seen" ] || st=restarting; seen=$s; '
+             '[ "$(date +%s)" -lt "$end" ] || { echo "$st"; exit 1; }; sleep 7; continue; fi; seen=; '
+             '[ "$(date +%s)" -lt "$end" ] || { echo "${st:-missing}"; exit 1; }; sleep 0.1; done')
+
+
 def _booted(host: str, role: str, cmd: str = "") -> list[str]:
     """Kamal's boot of one role on one host with no container running (7.2 #5, #9, #12, #13)."""
     name = f"app-{role}-999"
@@ -383,10 +393,10 @@ def _booted(host: str, role: str, cmd: str = "") -> list[str]:
            f"--env KAMAL_HOST=\"{host}\" --env-file .kamal/apps/app/env/roles/{role}.env --log-opt max-size=\"10m\" "
            f"--label service=\"app\" --label role=\"{role}\" --label destination dhh/app:999{cmd}")
     lookup = f"docker container ls --all --filter 'name=^{name}$' --quiet"
-    # A proxied role is deployed to kamal-proxy; another one is waited for by its container state.
+    # A proxied role is deployed to kamal-proxy; another one is waited for by its container state, in one
+    # loop on the server (a deliberate difference: Kamal looks once per round trip).
     ready = ([(host, lookup), (host, PROXY_DEPLOY)] if role == "web" else
-             [(host, lookup + " | xargs docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}"
-                              "{{else}}{{.State.Status}}{{end}}'")])
+             [(host, WAIT_LOOP.replace("NAME", name))])
     return lines((host, lookup), (host, version_of(role)), audit(host, "Booted app version 999", role),
                  (host, "/usr/bin/env mkdir -p .kamal/apps/app/env/roles"),
                  (host, f"upload\tupload .kamal/apps/app/env/roles/{role}.env mode 0600 (1 bytes)"),

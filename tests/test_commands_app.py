@@ -222,6 +222,30 @@ def test_status() -> None:  # 12
         "'{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}'")
 
 
+@pytest.mark.parametrize(("statuses", "delay", "code", "last"), [
+    (["", "starting 0", "starting 0", "healthy 0"], 0, 0, "healthy"),  # missing at first, then its health check
+    (["running 0", "running 0"], 0.2, 0, "running"),                  # running still after readiness_delay
+    (["running 0", "exited 0"], 0.1, 1, "exited"),                    # exits at once: not ready, times out
+    ([f"running {n}" for n in range(20)], 0.5, 1, "restarting"),    # Docker restarts it: never settled
+    (["unhealthy 0"], 0, 1, "unhealthy"),
+])
+def test_wait_until_ready_loop_on_the_server(tmp_path, statuses, delay, code, last) -> None:
+    """The loop against a fake ``docker`` that answers each ``inspect`` with the next status (then the last)."""
+    import subprocess
+
+    (tmp_path / "answers").write_text("\n".join(statuses) + "\n")
+    (tmp_path / "docker").write_text(
+        "#!/bin/sh\nn=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count\n"
+        "line=$(sed -n \"${n}p\" answers); [ -n \"$line\" ] || line=$(tail -n 1 answers)\n"
+        '[ "$line" = "" ] && exit 1; echo "$line"\n')
+    (tmp_path / "docker").chmod(0o755)
+    loop = join(app.wait_until_ready(web(make(), "workers"), "999", timeout=2, readiness_delay=delay))
+    assert "docker inspect --format" in loop and "{{.RestartCount}}' app-workers-999 " in loop
+    proc = subprocess.run(["sh", "-c", loop], cwd=tmp_path, env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=20)
+    assert (proc.returncode, proc.stdout.strip().splitlines()[-1]) == (code, last)
+
+
 def test_start_and_info() -> None:
     assert join(app.start(web())) == "docker start app-web-999"
     assert join(app.info(web())) == (
