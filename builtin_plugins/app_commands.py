@@ -14,10 +14,7 @@ not either); ``exec -i`` hands the terminal to the local ``ssh -t`` line Kamal b
 from __future__ import annotations
 
 import contextlib
-import signal
-import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -31,7 +28,8 @@ from kamalpy.commands import server as server_commands
 from kamalpy.commands.base import log_lines
 from kamalpy.commands.layout import DRY_RUN_CONTAINER_ID
 from kamalpy.errors import KamalpyError
-from kamalpy.execution import LOCAL, Step
+from kamalpy.execution import Step
+from kamalpy.handover import hand_over as core_hand_over
 from kamalpy.plugin import hookimpl
 from kamalpy.transport import CommandFailed
 
@@ -165,12 +163,20 @@ def app_stale_containers(stop: bool) -> None:
 @app_group.command("logs")
 @log_filter_options
 @click.option("--grep-options", help="More options for grep.")
+@click.option("-f", "--follow", is_flag=True, help="Follow the log on the primary server (or the host set by --hosts).")
 @click.option("-T", "--skip-timestamps", is_flag=True, help="Leave out the timestamps.")
 @click.option("--container-id", help="The container to read, instead of the current one.")
 def app_logs(since: str | None, lines: int | None, grep: str | None, grep_options: str | None,
-             skip_timestamps: bool, container_id: str | None) -> None:
+             follow: bool, skip_timestamps: bool, container_id: str | None) -> None:
     """Show the app's log lines from the servers."""
     commander = _commander()
+    if follow:
+        code = follow_logs(commander, container_id=container_id, timestamps=not skip_timestamps,
+                           lines=lines if lines else (None if since or grep else 10), grep=grep,
+                           grep_options=grep_options)
+        if code:
+            click.get_current_context().exit(code)
+        return
     lines = log_lines(lines, since, grep)
 
     def work(session: Session, role: Role) -> None:
@@ -183,6 +189,22 @@ def app_logs(since: str | None, lines: int | None, grep: str | None, grep_option
         commander.output.by_host(session.host, text)
 
     _each_role(commander, work)
+
+
+def follow_logs(commander: Commander, *, container_id: str | None, timestamps: bool, lines: int | None,
+                grep: str | None, grep_options: str | None) -> int:
+    """Kamal's ``app logs -f``: ``ssh -t`` to the primary host, following its first role's container.
+
+    As in Kamal, ``--since`` is not passed on; the last 10 lines come first unless ``--since``/``--grep``.
+    """
+    host = commander.primary_host
+    roles = commander.specifics.roles_on(host)
+    if not roles:
+        raise KamalpyError(f"No app role runs on {host}")
+    commander.output.info(f"Following logs on {host}...")
+    line = app_commands.follow_logs(roles[0], host, container_id=container_id, timestamps=timestamps, lines=lines,
+                                    grep=grep, grep_options=grep_options)
+    return hand_over(commander, line)
 
 
 # ----- boot, start, stop -----
@@ -430,20 +452,8 @@ def _primary_role(commander: Commander) -> Role:
 
 
 def hand_over(commander: Commander, line: str) -> int:
-    """Run a local command line (``ssh -t ...``) on this terminal; its exit status. A dry run prints it."""
-    if commander.dry_run:
-        commander.output.dry_run(LOCAL, line)
-        return 0
-    commander.output.info(f"  INFO Running {line} locally")
-    commander.close()  # the pooled connections are not needed while the user works
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
-    try:
-        # Ctrl-C belongs to the remote command: ssh gets it (and decides), kamalpy waits.
-        return subprocess.call(["/bin/sh", "-c", line])
-    finally:
-        if in_main:
-            signal.signal(signal.SIGINT, previous)
+    """Run a local command line (``ssh -t ...``) on this terminal; its exit status (see kamalpy.handover)."""
+    return core_hand_over(commander, line)
 
 
 def execute(commander: Commander, cmd: Sequence[str], *, interactive: bool = False, reuse: bool = False,

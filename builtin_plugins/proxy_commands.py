@@ -19,6 +19,7 @@ from kamalpy.commands import docker as docker_commands
 from kamalpy.commands import server as server_commands
 from kamalpy.commands.base import log_lines
 from kamalpy.execution import Step
+from kamalpy.handover import hand_over
 from kamalpy.plugin import hookimpl
 from kamalpy.prompts import confirm
 from kamalpy.transport import CommandFailed
@@ -151,12 +152,21 @@ def details(commander: Commander) -> None:
 
 @proxy_group.command("logs")
 @log_filter_options
+@click.option("-f", "--follow", is_flag=True, help="Follow the log on the primary server (or the host set by --hosts).")
 @click.option("-T", "--skip-timestamps", is_flag=True, help="Leave out the timestamps.")
-def proxy_logs(since: str | None, lines: int | None, grep: str | None, skip_timestamps: bool) -> None:
+def proxy_logs(since: str | None, lines: int | None, grep: str | None, follow: bool, skip_timestamps: bool) -> None:
     """Show kamal-proxy's log lines from the servers."""
     commander = _commander()
-    lines = log_lines(lines, since, grep)
     driver = commander.proxy
+    if follow:
+        # Kamal follows on the primary host (its last 10 lines; --since and --lines are not passed on).
+        host = commander.primary_host
+        commander.output.info(f"Following logs on {host}...")
+        code = hand_over(commander, driver.follow_logs(host, timestamps=not skip_timestamps, grep=grep))
+        if code:
+            click.get_current_context().exit(code)
+        return
+    lines = log_lines(lines, since, grep)
     commander.on(commander.specifics.proxy_hosts, lambda s: commander.output.by_host(
         s.host, driver.logs(s, timestamps=not skip_timestamps, since=since, lines=lines, grep=grep), kind="Proxy"))
 
