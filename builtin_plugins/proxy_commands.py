@@ -16,8 +16,10 @@ import click
 from kamalpy.cli.base import current_run, group
 from kamalpy.cli.options import log_filter_options
 from kamalpy.commands import docker as docker_commands
+from kamalpy.commands import proxy as proxy_commands
 from kamalpy.commands import server as server_commands
-from kamalpy.commands.base import log_lines
+from kamalpy.commands.base import log_lines, remove_file
+from kamalpy.errors import KamalpyError
 from kamalpy.execution import Step
 from kamalpy.handover import hand_over
 from kamalpy.plugin import hookimpl
@@ -169,6 +171,62 @@ def proxy_logs(since: str | None, lines: int | None, grep: str | None, follow: b
     lines = log_lines(lines, since, grep)
     commander.on(commander.specifics.proxy_hosts, lambda s: commander.output.by_host(
         s.host, driver.logs(s, timestamps=not skip_timestamps, since=since, lines=lines, grep=grep), kind="Proxy"))
+
+
+BOOT_CONFIG_SUBCOMMANDS = ("set", "get", "reset")
+
+
+@proxy_group.command("boot_config", context_settings={"ignore_unknown_options": False})
+@click.option("--publish/--no-publish", default=True, show_default=True, help="Publish the proxy ports on the host.")
+@click.option("--publish-host-ip", "publish_host_ips", multiple=True, metavar="IP",
+              help="Host IP address to bind HTTP/HTTPS traffic to (repeatable). Defaults to all interfaces.")
+@click.option("--http-port", type=int, default=proxy_commands.DEFAULT_HTTP_PORT, show_default=True,
+              help="HTTP port to publish on the host.")
+@click.option("--https-port", type=int, default=proxy_commands.DEFAULT_HTTPS_PORT, show_default=True,
+              help="HTTPS port to publish on the host.")
+@click.option("--log-max-size", default=proxy_commands.DEFAULT_LOG_MAX_SIZE, show_default=True,
+              help="Max size of proxy logs.")
+@click.option("--registry", help="Registry to use for the proxy image.")
+@click.option("--repository", help="Repository for the proxy image.")
+@click.option("--image-version", help="Version of the proxy to run.")
+@click.option("--metrics-port", type=int, help="Port to report prometheus metrics on.")
+@click.option("--debug/--no-debug", default=False, help="Whether to run the proxy in debug mode.")
+@click.option("--docker-options", multiple=True, metavar="OPTION=VALUE",
+              help="Docker options to pass to the proxy container (option=value option2=value2 ...).")
+@click.argument("words", nargs=-1, metavar="<set|get|reset>")
+def proxy_boot_config(words: tuple[str, ...], docker_options: tuple[str, ...], **settings: object) -> None:
+    """Manage kamal-proxy boot configuration (deprecated: set proxy.run in the configuration instead)."""
+    click.echo(proxy_commands.BOOT_CONFIG_DEPRECATION, err=True)
+    if not words:
+        raise click.UsageError('"kamalpy proxy boot_config" was called with no arguments')
+    subcommand, more = words[0], list(words[1:])
+    if more and not docker_options:  # Kamal's --docker-options takes the words after it: a=b c=d
+        raise click.UsageError(f'"kamalpy proxy boot_config" was called with arguments {list(words)}')
+    if subcommand not in BOOT_CONFIG_SUBCOMMANDS:
+        raise KamalpyError(f"Unknown boot_config subcommand {subcommand}")
+    files = (proxy_commands.boot_config_files(docker_options=[*docker_options, *more], **settings)  # type: ignore[arg-type]
+             if subcommand == "set" else {})
+    commander = _commander()
+    if commander.config.proxy_driver != "kamal-proxy":
+        raise KamalpyError(f"proxy boot_config configures kamal-proxy; proxy.driver is {commander.config.proxy_driver}")
+
+    def work(session: Session) -> None:
+        if subcommand == "get":
+            out = session.capture(proxy_commands.boot_config())
+            if not commander.dry_run:
+                click.echo(f"Host {session.host}: {out}")
+        elif subcommand == "reset":
+            for command in proxy_commands.reset_boot_config():
+                session.execute(command, raise_on_non_zero=False)
+        else:
+            session.execute(proxy_commands.ensure_proxy_directory())
+            for path, content in files.items():
+                if content is None:
+                    session.execute(remove_file(path), raise_on_non_zero=False)
+                else:
+                    session.upload(content.encode(), path)
+
+    commander.on(commander.specifics.proxy_hosts, work)
 
 
 def _removal_allowed(commander: Commander, force: bool) -> bool:
