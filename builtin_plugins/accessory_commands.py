@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import click
@@ -307,17 +307,6 @@ def details_all(commander: Commander) -> None:
     details(commander, "all")
 
 
-@contextlib.contextmanager
-def _only_hosts(commander: Commander, hosts: Sequence[str]) -> Iterator[None]:
-    """Kamal's ``with_specific_hosts``: the selection is ``hosts`` for the block."""
-    saved = commander.specifics
-    commander._specifics = commander.config.specifics(",".join(hosts))
-    try:
-        yield
-    finally:
-        commander._specifics = saved
-
-
 def upgrade(commander: Commander, name: str, *, rolling: bool = False) -> None:
     """Reboot the accessories in the ``kamal`` network (Kamal 1 to 2), all hosts at once or one by one."""
     hosts = commander.specifics.accessory_hosts
@@ -325,7 +314,7 @@ def upgrade(commander: Commander, name: str, *, rolling: bool = False) -> None:
     with commander.lock.hold():
         for chosen in groups:
             listed = ",".join(chosen)
-            with _only_hosts(commander, chosen):
+            with commander.only_hosts(chosen):
                 commander.output.say(f"Upgrading {name} accessories on {listed}...")
                 reboot(commander, name)
                 commander.output.say(f"Upgraded {name} accessories on {listed}...")

@@ -140,6 +140,44 @@ def proxy_reboot(rolling: bool, confirmed: bool) -> None:
             commander.run_hook("post-proxy-reboot", hosts=group)
 
 
+@proxy_group.command("upgrade", hidden=True)
+@click.option("--rolling", is_flag=True, help="Upgrade the proxy on one server at a time.")
+@click.option("-y", "--confirmed", is_flag=True, help="Do not ask for confirmation.")
+def proxy_upgrade(rolling: bool, confirmed: bool) -> None:
+    """Upgrade to kamal-proxy on servers (stop container, remove container, start new container, reboot app)."""
+    if confirm("This will cause a brief outage on each host. Are you sure?", confirmed):
+        upgrade(_commander(), rolling)
+
+
+def upgrade(commander: Commander, rolling: bool) -> None:
+    """Kamal's ``proxy upgrade`` (Kamal 1 to 2): on every selected host, Traefik and the old proxy go, then
+    ``proxy boot``, ``app boot`` and ``prune all`` there (each takes the lock unless it is held already)."""
+    from kamalpy.cli.invoke import invoke
+
+    hosts = list(commander.hosts)
+    driver = commander.proxy
+    for chosen in ([[host] for host in hosts] if rolling else [hosts]):
+        listed = ",".join(chosen)
+        commander.output.say(f"Upgrading proxy on {listed}...")
+        commander.run_hook("pre-proxy-reboot", hosts=chosen)
+
+        def work(session: Session) -> None:
+            login = commander.registry_login_step(session.host)
+            session.script([commander.audit("Rebooted proxy"), *([login] if login else []),
+                            Step(proxy_commands.cleanup_traefik())])
+            driver.stop(session)
+            driver.remove_container(session)
+            driver.remove_image(session)
+
+        commander.on(chosen, work)
+        with commander.only_hosts(chosen):
+            invoke("proxy", "boot")
+            invoke("app", "boot")
+            invoke("prune", "all")
+        commander.run_hook("post-proxy-reboot", hosts=chosen)
+        commander.output.say(f"Upgraded proxy on {listed}")
+
+
 @proxy_group.command("details")
 def proxy_details() -> None:
     """Show the proxy container of each server."""
@@ -260,6 +298,20 @@ def remove_proxy(commander: Commander, force: bool) -> None:
             _on_proxy_hosts(commander, "Removed proxy container", driver.remove_container)
             _on_proxy_hosts(commander, "Removed proxy image", driver.remove_image)
             _on_proxy_hosts(commander, None, driver.remove_files)
+
+
+def _hidden(name: str, what: str, work: Callable[[Commander], None]) -> None:
+    @proxy_group.command(name, hidden=True, help=f"Remove the proxy {what} from the servers.")
+    def command() -> None:
+        commander = _commander()
+        with commander.lock.hold():
+            work(commander)
+
+
+_hidden("remove_container", "container", lambda c: _on_proxy_hosts(c, "Removed proxy container",
+                                                                   c.proxy.remove_container))
+_hidden("remove_image", "image", lambda c: _on_proxy_hosts(c, "Removed proxy image", c.proxy.remove_image))
+_hidden("remove_proxy_directory", "directory", lambda c: _on_proxy_hosts(c, None, c.proxy.remove_files))
 
 
 @hookimpl

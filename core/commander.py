@@ -7,12 +7,13 @@ configuration and the plugins. Nothing connects until a command runs something o
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 from kamalpy.errors import KamalpyError
@@ -80,6 +81,16 @@ class Commander:
             options = self.run.options
             self._specifics = self.config.specifics(options.hosts, options.roles, options.primary)
         return self._specifics
+
+    @contextlib.contextmanager
+    def only_hosts(self, hosts: Iterable[str]) -> Iterator[None]:
+        """Kamal's ``with_specific_hosts``: the host selection is ``hosts`` for the block."""
+        saved = self.specifics
+        self._specifics = self.config.specifics(",".join(hosts))
+        try:
+            yield
+        finally:
+            self._specifics = saved
 
     @property
     def hosts(self) -> list[str]:
