@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -335,14 +336,16 @@ def execute(commander: Commander, name: str, cmd: Sequence[str], *, interactive:
     commander.pre_connect()
     if interactive:
         host = acc.hosts[0]
+        tty = sys.stdin.isatty()  # piped input (`< dump.sql`): `docker exec -i`, as Kamal
         if reuse:
             say("Launching interactive command via SSH from existing container...")
-            return hand_over(commander, accessory_commands.execute_in_existing_container_over_ssh(acc, host, command))
+            return hand_over(commander, accessory_commands.execute_in_existing_container_over_ssh(
+                acc, host, command, tty=tty))
         say("Launching interactive command via SSH from new container...")
         login = _registry_login(commander, acc, host)
         if login is not None:
             commander.on([host], lambda s: s.execute(login.command, stdin=login.stdin))
-        return hand_over(commander, accessory_commands.execute_in_new_container_over_ssh(acc, host, command))
+        return hand_over(commander, accessory_commands.execute_in_new_container_over_ssh(acc, host, command, tty=tty))
 
     say(f"Launching command from {'existing' if reuse else 'new'} container...")
 
