@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+import sys
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -307,17 +308,6 @@ def details_all(commander: Commander) -> None:
     details(commander, "all")
 
 
-@contextlib.contextmanager
-def _only_hosts(commander: Commander, hosts: Sequence[str]) -> Iterator[None]:
-    """Kamal's ``with_specific_hosts``: the selection is ``hosts`` for the block."""
-    saved = commander.specifics
-    commander._specifics = commander.config.specifics(",".join(hosts))
-    try:
-        yield
-    finally:
-        commander._specifics = saved
-
-
 def upgrade(commander: Commander, name: str, *, rolling: bool = False) -> None:
     """Reboot the accessories in the ``kamal`` network (Kamal 1 to 2), all hosts at once or one by one."""
     hosts = commander.specifics.accessory_hosts
@@ -325,7 +315,7 @@ def upgrade(commander: Commander, name: str, *, rolling: bool = False) -> None:
     with commander.lock.hold():
         for chosen in groups:
             listed = ",".join(chosen)
-            with _only_hosts(commander, chosen):
+            with commander.only_hosts(chosen):
                 commander.output.say(f"Upgrading {name} accessories on {listed}...")
                 reboot(commander, name)
                 commander.output.say(f"Upgraded {name} accessories on {listed}...")
@@ -336,7 +326,7 @@ def upgrade(commander: Commander, name: str, *, rolling: bool = False) -> None:
 def execute(commander: Commander, name: str, cmd: Sequence[str], *, interactive: bool = False, reuse: bool = False,
             raw: bool = False) -> int:
     """``accessory exec``'s modes; the exit status of an interactive hand-over, else 0."""
-    from kamalpy.commander import hand_over
+    from kamalpy.handover import hand_over
 
     if raw and interactive:
         raise KamalpyError("Raw is not compatible with interactive")
@@ -346,14 +336,16 @@ def execute(commander: Commander, name: str, cmd: Sequence[str], *, interactive:
     commander.pre_connect()
     if interactive:
         host = acc.hosts[0]
+        tty = sys.stdin.isatty()  # piped input (`< dump.sql`): `docker exec -i`, as Kamal
         if reuse:
             say("Launching interactive command via SSH from existing container...")
-            return hand_over(commander, accessory_commands.execute_in_existing_container_over_ssh(acc, host, command))
+            return hand_over(commander, accessory_commands.execute_in_existing_container_over_ssh(
+                acc, host, command, tty=tty))
         say("Launching interactive command via SSH from new container...")
         login = _registry_login(commander, acc, host)
         if login is not None:
             commander.on([host], lambda s: s.execute(login.command, stdin=login.stdin))
-        return hand_over(commander, accessory_commands.execute_in_new_container_over_ssh(acc, host, command))
+        return hand_over(commander, accessory_commands.execute_in_new_container_over_ssh(acc, host, command, tty=tty))
 
     say(f"Launching command from {'existing' if reuse else 'new'} container...")
 
@@ -378,7 +370,7 @@ def execute(commander: Commander, name: str, cmd: Sequence[str], *, interactive:
 def logs(commander: Commander, name: str, *, since: str | None = None, lines: int | None = None,
          grep: str | None = None, grep_options: str | None = None, follow: bool = False,
          timestamps: bool = True) -> int:
-    from kamalpy.commander import hand_over
+    from kamalpy.handover import hand_over
 
     acc = accessory(commander, name)
     hosts = hosts_of(commander, acc)

@@ -22,7 +22,6 @@ import click
 
 from kamalpy.cli.base import current_run, group
 from kamalpy.cli.options import log_filter_options
-from kamalpy.commander import hand_over
 from kamalpy.commands import app as app_commands
 from kamalpy.commands import app_proxy
 from kamalpy.commands import server as server_commands
@@ -30,6 +29,7 @@ from kamalpy.commands.base import log_lines
 from kamalpy.commands.layout import DRY_RUN_CONTAINER_ID
 from kamalpy.errors import KamalpyError
 from kamalpy.execution import Step, WriteFile
+from kamalpy.handover import hand_over
 from kamalpy.plugin import hookimpl
 from kamalpy.transport import CommandFailed
 
@@ -163,12 +163,20 @@ def app_stale_containers(stop: bool) -> None:
 @app_group.command("logs")
 @log_filter_options
 @click.option("--grep-options", help="More options for grep.")
+@click.option("-f", "--follow", is_flag=True, help="Follow the log on the primary server (or the host set by --hosts).")
 @click.option("-T", "--skip-timestamps", is_flag=True, help="Leave out the timestamps.")
 @click.option("--container-id", help="The container to read, instead of the current one.")
 def app_logs(since: str | None, lines: int | None, grep: str | None, grep_options: str | None,
-             skip_timestamps: bool, container_id: str | None) -> None:
+             follow: bool, skip_timestamps: bool, container_id: str | None) -> None:
     """Show the app's log lines from the servers."""
     commander = _commander()
+    if follow:
+        code = follow_logs(commander, container_id=container_id, timestamps=not skip_timestamps,
+                           lines=lines if lines else (None if since or grep else 10), grep=grep,
+                           grep_options=grep_options)
+        if code:
+            click.get_current_context().exit(code)
+        return
     lines = log_lines(lines, since, grep)
 
     def work(session: Session, role: Role) -> None:
@@ -181,6 +189,22 @@ def app_logs(since: str | None, lines: int | None, grep: str | None, grep_option
         commander.output.by_host(session.host, text)
 
     _each_role(commander, work)
+
+
+def follow_logs(commander: Commander, *, container_id: str | None, timestamps: bool, lines: int | None,
+                grep: str | None, grep_options: str | None) -> int:
+    """Kamal's ``app logs -f``: ``ssh -t`` to the primary host, following its first role's container.
+
+    As in Kamal, ``--since`` is not passed on; the last 10 lines come first unless ``--since``/``--grep``.
+    """
+    host = commander.primary_host
+    roles = commander.specifics.roles_on(host)
+    if not roles:
+        raise KamalpyError(f"No app role runs on {host}")
+    commander.output.info(f"Following logs on {host}...")
+    line = app_commands.follow_logs(roles[0], host, container_id=container_id, timestamps=timestamps, lines=lines,
+                                    grep=grep, grep_options=grep_options)
+    return hand_over(commander, line)
 
 
 # ----- boot, start, stop -----

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from kamalpy.cli.aliases import check_aliases
 from kamalpy.cli.base import command, current_run
 from kamalpy.plugin import hookimpl
 
@@ -17,6 +18,7 @@ def config_command(as_json: bool) -> None:
     run = current_run()
     # Kamal's config prints the whole configuration, but still rejects -h/-r filters that match nothing.
     run.config.specifics(run.options.hosts, run.options.roles, run.options.primary)
+    check_aliases(run.config.aliases)  # an alias that cannot run is a configuration error
     data = run.config.to_h()
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))  # YAML dates (raw accessory values) as text

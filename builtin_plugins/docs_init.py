@@ -134,9 +134,16 @@ def init_files(root: Path) -> Iterator[str]:
         yield f"Created sample hooks in {HOOKS_DIR}"
 
 
+BUNDLE_REFUSED = ("--bundle adds the kamal gem to the Gemfile (bundle add kamal) for Ruby's Kamal; "
+                  "kamalpy is a Python package: add kamalpy to your Python dependencies instead")
+
+
 @command("init", short_help="Create config, secrets and sample hook stubs.")
-def init_command() -> None:
+@click.option("--bundle", is_flag=True, help="Kamal's option to add the kamal gem to the Gemfile: refused (see docs).")
+def init_command(bundle: bool) -> None:
     """Create config stub in config/deploy.yml, secrets stub in .kamal/secrets and sample hooks."""
+    if bundle:  # refused before anything is written
+        raise KamalpyError(BUNDLE_REFUSED)
     for message in init_files(Path.cwd()):
         click.echo(message)
 

@@ -7,18 +7,17 @@ configuration and the plugins. Nothing connects until a command runs something o
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import os
-import signal
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 from kamalpy.errors import KamalpyError
-from kamalpy.execution import LOCAL, Executor, Session, Step
+from kamalpy.execution import Executor, Session, Step
 from kamalpy.output import Output
 from kamalpy.transport import SshSettings
 
@@ -83,6 +82,16 @@ class Commander:
             options = self.run.options
             self._specifics = self.config.specifics(options.hosts, options.roles, options.primary)
         return self._specifics
+
+    @contextlib.contextmanager
+    def only_hosts(self, hosts: Iterable[str]) -> Iterator[None]:
+        """Kamal's ``with_specific_hosts``: the host selection is ``hosts`` for the block."""
+        saved = self.specifics
+        self._specifics = self.config.specifics(",".join(hosts))
+        try:
+            yield
+        finally:
+            self._specifics = saved
 
     @property
     def hosts(self) -> list[str]:
@@ -223,20 +232,3 @@ class Commander:
     def close(self) -> None:
         if self._executor is not None:
             self._executor.close()
-
-
-def hand_over(commander: Commander, line: str) -> int:
-    """Run a local command line (``ssh -t ...``) on this terminal; its exit status. A dry run prints it."""
-    if commander.dry_run:
-        commander.output.dry_run(LOCAL, line)
-        return 0
-    commander.output.info(f"  INFO Running {line} locally")
-    commander.close()  # the pooled connections are not needed while the user works
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
-    try:
-        # Ctrl-C belongs to the remote command: ssh gets it (and decides), kamalpy waits.
-        return subprocess.call(["/bin/sh", "-c", line])
-    finally:
-        if in_main:
-            signal.signal(signal.SIGINT, previous)

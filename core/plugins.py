@@ -44,6 +44,7 @@ BUILTIN_PLUGINS = (
     "app_commands",
     "accessory_commands",
     "deploy_commands",
+    "upgrade_commands",
     "build_commands",
     "builders",
     "secret_adapters.test",

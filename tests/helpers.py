@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,3 +85,53 @@ def dry_run_environment(monkeypatch, root: Path, *, version: str, name: str, ema
     monkeypatch.setenv("VERSION", version)
     monkeypatch.delenv("KAMAL_LOCK", raising=False)
     monkeypatch.chdir(root)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def sshd_project(root: Path, pre_connect_hook: str | None = None) -> Iterator[Path]:
+    """A throwaway sshd on 127.0.0.1 (root only) and a Kamal project ``root/proj`` that deploys to it.
+
+    Every command runs inside ``root/state`` (``ForceCommand``), so nothing lands in the real home
+    directory; the real Kamal's ``-v`` output then shows each command as sent (``Command: ...``).
+    """
+    import signal
+    import time
+
+    import yaml
+
+    state, proj = root / "state", root / "proj"
+    (proj / "config").mkdir(parents=True)
+    state.mkdir()
+    for name in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / name)], check=True)
+    port = _free_port()
+    (root / "sshd_config").write_text(
+        f"ListenAddress 127.0.0.1:{port}\nHostKey {root}/host_key\nPidFile {root}/sshd.pid\n"
+        f"AuthorizedKeysFile {root}/client_key.pub\nStrictModes no\nPermitRootLogin prohibit-password\n"
+        f'UsePAM no\nForceCommand cd {state} && exec sh -c "$SSH_ORIGINAL_COMMAND"\n')
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
+    subprocess.run(["/usr/sbin/sshd", "-f", str(root / "sshd_config"), "-E", str(root / "sshd.log")], check=True)
+    deadline = time.monotonic() + 5
+    while not (root / "sshd.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int((root / "sshd.pid").read_text())
+    (proj / "config/deploy.yml").write_text(yaml.safe_dump({
+        "service": "app", "image": "dhh/app", "servers": ["127.0.0.1"],
+        "registry": {"username": "dhh", "password": "secret"}, "builder": {"arch": "amd64"},
+        "ssh": {"port": port, "keys": [str(root / "client_key")], "keys_only": True, "config": False}}))
+    if pre_connect_hook is not None:
+        (proj / ".kamal/hooks").mkdir(parents=True)
+        (proj / ".kamal/hooks/pre-connect").write_text(pre_connect_hook)
+        (proj / ".kamal/hooks/pre-connect").chmod(0o755)
+    try:
+        yield proj
+    finally:
+        os.kill(pid, signal.SIGTERM)

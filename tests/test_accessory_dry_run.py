@@ -152,14 +152,42 @@ def test_exec_modes(dry):
         "docker exec app-mysql mysql -u root"]
 
 
-def test_exec_interactive(kamalpy, project, listeners):
+@pytest.mark.parametrize("tty, flags", [(True, "-it"), (False, "-i")])
+def test_exec_interactive(kamalpy, project, listeners, monkeypatch, tty, flags):
+    """Kamal's docker_interactive_args: ``-it`` on a terminal, ``-i`` for piped input (``< dump.sql``)."""
+    monkeypatch.setattr(FakeStdin, "isatty", lambda self: tty)
     port = listeners[0]
     result = kamalpy("--dry-run", "accessory", "exec", "-i", "--reuse", "mysql", "bash")
     assert result.code == 0
-    assert f"local\tssh -t root@{H2} -p {port} 'docker exec -it app-mysql bash'" in result.out.splitlines()
+    assert f"local\tssh -t root@{H2} -p {port} 'docker exec {flags} app-mysql bash'" in result.out.splitlines()
     result = kamalpy("--dry-run", "accessory", "exec", "-i", "mysql", "bash")
-    assert f"local\tssh -t root@{H2} -p {port} 'docker run -it --rm --network kamal " in result.out
+    assert f"local\tssh -t root@{H2} -p {port} 'docker run {flags} --rm --network kamal " in result.out
     assert kamalpy("--dry-run", "accessory", "exec", "-i", "--raw", "mysql", "bash").code == 1
+
+
+def test_exec_interactive_pipes_stdin_through_ssh(project, listeners, tmp_path):
+    """``accessory exec -i db 'psql' < dump.sql``: the file reaches the remote command on ssh's stdin."""
+    import os
+    import subprocess
+
+    from helpers import KAMALPY
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # Stands for ssh: records its arguments and the input it was given, as the remote side would get it.
+    (bin_dir / "ssh").write_text('#!/bin/sh\nprintf "%s\\n" "$*" > "$SSH_LOG"\ncat > "$SSH_LOG.stdin"\n')
+    (bin_dir / "ssh").chmod(0o755)
+    dump = tmp_path / "dump.sql"
+    dump.write_bytes(b"CREATE TABLE t (x int);\n" * 1000)
+    log = tmp_path / "ssh.log"
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SSH_LOG": str(log)}
+    with dump.open("rb") as stdin:
+        proc = subprocess.run([KAMALPY, "accessory", "exec", "-i", "--reuse", "mysql", "mysql"], cwd=project,
+                              env=env, stdin=stdin, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert log.read_text() == f"-t root@{H2} -p {listeners[0]} docker exec -i app-mysql mysql\n"
+    assert (tmp_path / "ssh.log.stdin").read_bytes() == dump.read_bytes()
+    assert_no_connection(listeners[1])
 
 
 def test_logs(dry, kamalpy, listeners):

@@ -346,13 +346,21 @@ def test_exec_interactive_without_a_terminal_and_reuse(dry, listeners):
 
 
 def test_exec_interactive_hands_over_and_passes_the_exit_status(kamalpy, project, monkeypatch, listeners):
-    from kamalpy import commander as commander_module  # hand_over lives with the commander (shared by plugins)
+    from kamalpy import handover
 
     calls = []
-    monkeypatch.setattr(commander_module.subprocess, "call", lambda argv: calls.append(argv) or 3)
+
+    class Child:
+        def __init__(self, argv: list[str]) -> None:
+            calls.append(argv)
+
+        def wait(self) -> int:
+            return 3
+
+    monkeypatch.setattr(handover.subprocess, "Popen", Child)
     result = kamalpy("app", "exec", "-i", "--reuse", "--version", "5", "bash")
     assert result.code == 3, result.err
-    assert calls == [["/bin/sh", "-c", f"ssh -t root@{H1} -p {listeners[0]} 'docker exec -i app-web-5 bash'"]]
+    assert calls == [["/bin/sh", "-c", f"exec ssh -t root@{H1} -p {listeners[0]} 'docker exec -i app-web-5 bash'"]]
 
 
 @pytest.mark.parametrize("args, message", [

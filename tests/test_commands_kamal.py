@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import yaml
+from helpers import sshd_project
 
 from kamalpy.commands import auditor, hook, lock
 from kamalpy.commands.base import render
@@ -47,34 +45,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("kamal-sshd")
-    state, proj = root / "state", root / "proj"
-    (proj / "config").mkdir(parents=True)
-    state.mkdir()
-    for name in ("host_key", "client_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / name)], check=True)
-    port = _free_port()
-    (root / "sshd_config").write_text(
-        f"ListenAddress 127.0.0.1:{port}\nHostKey {root}/host_key\nPidFile {root}/sshd.pid\n"
-        f"AuthorizedKeysFile {root}/client_key.pub\nStrictModes no\nPermitRootLogin prohibit-password\n"
-        f'UsePAM no\nForceCommand cd {state} && exec sh -c "$SSH_ORIGINAL_COMMAND"\n')
-    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
-    subprocess.run(["/usr/sbin/sshd", "-f", str(root / "sshd_config"), "-E", str(root / "sshd.log")], check=True)
-    deadline = time.monotonic() + 5
-    while not (root / "sshd.pid").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pid = int((root / "sshd.pid").read_text())
-    (proj / "config/deploy.yml").write_text(yaml.safe_dump({
-        "service": "app", "image": "dhh/app", "servers": ["127.0.0.1"],
-        "registry": {"username": "dhh", "password": "secret"}, "builder": {"arch": "amd64"},
-        "ssh": {"port": port, "keys": [str(root / "client_key")], "keys_only": True, "config": False}}))
-    (proj / ".kamal/hooks").mkdir(parents=True)
-    (proj / ".kamal/hooks/pre-connect").write_text(HOOK)
-    (proj / ".kamal/hooks/pre-connect").chmod(0o755)
-    try:
+    with sshd_project(tmp_path_factory.mktemp("kamal-sshd"), HOOK) as proj:
         yield proj
-    finally:
-        os.kill(pid, signal.SIGTERM)
 
 
 def _kamal(proj: Path, *args: str) -> str:

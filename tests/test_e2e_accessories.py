@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from e2e_fixtures import E2EProject
-from helpers import Result, run_kamalpy
+from helpers import KAMALPY, Result, run_kamalpy
 
 pytestmark = pytest.mark.sandbox
 
@@ -159,6 +159,20 @@ def test_boot_all_exec_and_data_survives_a_reboot(project):
     assert project.exists(project.cache_host, f"{svc}-cache/data/dump.rdb")
     got = _until(lambda: "hello" in project.cli(f"-a {project.password} get greeting").out)
     assert got, project.cli(f"-a {project.password} get greeting").out
+
+
+def test_exec_interactive_reads_piped_input(project):
+    """``accessory exec -i --reuse cache 'redis-cli ...' < commands``: ``docker exec -i`` (no terminal), and
+    the input reaches redis-cli through ssh."""
+    project.ok("accessory", "boot", "cache")
+    assert "PONG" in _until(lambda: project.cli(f"-a {project.password} ping").out)
+    command = ["accessory", "exec", "-i", "--reuse", "cache", f"redis-cli --no-auth-warning -a {project.password}"]
+    executable = ["kamal"] if WITH_KAMAL else [KAMALPY]
+    proc = subprocess.run([*executable, *command], cwd=project.root, input="SET piped yes\nGET piped\n",
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[-2:] == ["OK", "yes"], proc.stdout
+    assert "yes" in project.cli(f"-a {project.password} get piped").out
 
 
 def test_setup_boots_accessories_and_app_and_remove_removes_them(project):

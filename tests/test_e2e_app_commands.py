@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shlex
 import subprocess
 from pathlib import Path
@@ -140,6 +141,36 @@ def test_exec_in_new_and_running_containers(app):
         assert proc.returncode == 3, proc.stderr
         assert f"[{expected}]" in proc.stdout, proc.stdout
         assert "via SSH from" in proc.stderr
+
+
+def test_logs_follow_streams_and_ends_quietly_on_ctrl_c(app):
+    """``app logs -f`` follows the running container through ``ssh -t``; a line written after the start
+    arrives while it runs, and SIGINT ends kamalpy with ssh's status and no traceback."""
+    import select
+    import signal
+    import time
+
+    marker = f"followed-{secrets.token_hex(4)}"
+    proc = subprocess.Popen([KAMALPY, "app", "logs", "-f"], cwd=app.root, env={**os.environ, **app.env},
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        time.sleep(3)  # ssh connected and `docker logs --follow` running
+        # A line on the container's own stdout, i.e. in its log, written after the follow began.
+        app.ok("app", "exec", "--reuse", "-p", f"sh -c 'echo {marker} > /proc/1/fd/1'")
+        seen, deadline = "", time.monotonic() + 30
+        while marker not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], 1)
+            if ready:
+                seen += proc.stdout.readline()
+        assert marker in seen, seen
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode in (130, 255), (proc.returncode, err)  # ssh's status after SIGINT
+    assert "Traceback" not in err and "ERROR" not in err, err
 
 
 def test_stop_start_maintenance_live_and_remove(app):

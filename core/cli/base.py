@@ -109,6 +109,9 @@ class KamalpyGroup(click.Group):
         kwargs.setdefault("context_settings", CONTEXT_SETTINGS)
         super().__init__(*args, **kwargs)
         self.params.extend(global_params())
+        from kamalpy.cli.help import add_help_commands
+
+        add_help_commands(self)  # Kamal's `help [COMMAND]` and `tree` in every group
 
 
 KamalpyGroup.group_class = KamalpyGroup

@@ -7,7 +7,6 @@ comes from a plugin through the ``kamalpy_register_commands`` hook, or is an ``a
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -75,24 +74,49 @@ def _alias_command(ctx: click.Context, name: str, rest: list[str]) -> click.Comm
     aliases = raw.get("aliases") if isinstance(raw, dict) else None
     if not isinstance(aliases, dict) or not isinstance(aliases.get(name), str):
         return None
-    words = shlex.split(aliases[name])
+    from kamalpy.cli.aliases import expand
+
+    aliases = {str(k): str(v) for k, v in aliases.items()}
+    words = expand(name, aliases, ctx.command, ctx)  # type: ignore[arg-type]  # names the alias if it cannot run
 
     @click.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
                                            "help_option_names": []}, add_help_option=False)
     @click.pass_context
     def run_alias(alias_ctx: click.Context) -> None:
         depth = int(os.environ.get("KAMALPY_ALIAS_DEPTH", "0"))
-        if depth >= MAX_ALIAS_DEPTH:
-            raise KamalpyError(f"Alias '{name}' expands into itself")
+        if depth >= MAX_ALIAS_DEPTH:  # a loop through other config files (-c/-d inside aliases)
+            raise KamalpyError(f"aliases/{name}: alias loop (more than {MAX_ALIAS_DEPTH} aliases deep)")
         os.environ["KAMALPY_ALIAS_DEPTH"] = str(depth + 1)
         try:
-            code = main(words + list(alias_ctx.args), standalone=False)
+            # Global options given before the alias name (--dry-run, -d, ...) apply to its command line too.
+            code = main(_given_options(run) + words + list(alias_ctx.args), standalone=False)
         finally:
             os.environ["KAMALPY_ALIAS_DEPTH"] = str(depth)
         alias_ctx.exit(code)
 
     run_alias.help = f"Alias for: {aliases[name]}"
     return run_alias
+
+
+def _given_options(run: Run) -> list[str]:
+    """The global options of ``run`` that differ from their defaults, as command-line words."""
+    from dataclasses import fields
+
+    from kamalpy.cli.options import GlobalOptions
+
+    words: list[str] = []
+    defaults = GlobalOptions()
+    for field in fields(GlobalOptions):
+        value, flag = getattr(run.options, field.name), "--" + field.name.replace("_", "-")
+        if value == getattr(defaults, field.name):
+            continue
+        if isinstance(value, bool):
+            words.append(flag)
+        elif isinstance(value, tuple):
+            words += [word for item in value for word in (flag, str(item))]
+        else:
+            words += [flag, str(value)]
+    return words
 
 
 def _option_values(args: Sequence[str], long_: str, short: str | None = None) -> list[str]:

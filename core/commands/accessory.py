@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kamalpy.commands.base import Command, docker, join, make_directory, pipe
+from kamalpy.commands.base import Command, docker, interactive_args, join, make_directory, pipe
 from kamalpy.commands.env_file import env_file
 from kamalpy.commands.layout import PROXY_CONTAINER
 from kamalpy.commands.ssh import run_over_ssh
@@ -77,22 +77,26 @@ def follow_logs(accessory: Accessory, host: str, *, timestamps: bool = True, gre
     return run_over_ssh(accessory.config, join(command), host)
 
 
-def execute_in_existing_container(accessory: Accessory, *command: str, interactive: bool = False) -> Command:
-    return docker("exec", "-it" if interactive else None, accessory.service_name, *command)
+def execute_in_existing_container(accessory: Accessory, *command: str, interactive: bool = False,
+                                  tty: bool = True) -> Command:
+    """``docker exec [-it|-i] <svc> CMD``; ``tty``: whether the local stdin is a terminal (else ``-i``, piped)."""
+    return docker("exec", interactive_args(interactive, tty), accessory.service_name, *command)
 
 
-def execute_in_new_container(accessory: Accessory, *command: str, interactive: bool = False) -> Command:
-    return docker("run", "-it" if interactive else None, "--rm", accessory.network_args(), accessory.env_args(),
+def execute_in_new_container(accessory: Accessory, *command: str, interactive: bool = False,
+                             tty: bool = True) -> Command:
+    return docker("run", interactive_args(interactive, tty), "--rm", accessory.network_args(), accessory.env_args(),
                   accessory.volume_args(), accessory.option_args(), accessory.image, *command)
 
 
-def execute_in_existing_container_over_ssh(accessory: Accessory, host: str, *command: str) -> str:
-    return run_over_ssh(accessory.config, join(execute_in_existing_container(accessory, *command, interactive=True)),
-                        host)
+def execute_in_existing_container_over_ssh(accessory: Accessory, host: str, *command: str, tty: bool = True) -> str:
+    return run_over_ssh(accessory.config,
+                        join(execute_in_existing_container(accessory, *command, interactive=True, tty=tty)), host)
 
 
-def execute_in_new_container_over_ssh(accessory: Accessory, host: str, *command: str) -> str:
-    return run_over_ssh(accessory.config, join(execute_in_new_container(accessory, *command, interactive=True)), host)
+def execute_in_new_container_over_ssh(accessory: Accessory, host: str, *command: str, tty: bool = True) -> str:
+    return run_over_ssh(accessory.config,
+                        join(execute_in_new_container(accessory, *command, interactive=True, tty=tty)), host)
 
 
 def pull_image(accessory: Accessory) -> Command:

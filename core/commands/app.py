@@ -10,7 +10,18 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from kamalpy.commands.assets import asset_volume_directory
-from kamalpy.commands.base import Command, Piece, chain, docker, flatten, join, make_directory, pipe, shell
+from kamalpy.commands.base import (
+    Command,
+    Piece,
+    chain,
+    docker,
+    flatten,
+    interactive_args,
+    join,
+    make_directory,
+    pipe,
+    shell,
+)
 from kamalpy.commands.env_file import env_file
 from kamalpy.commands.layout import NETWORK, random_hex, volume_arg
 from kamalpy.commands.ssh import run_over_ssh
@@ -281,16 +292,10 @@ def follow_logs(role: Role, host: str, *, container_id: str | Sequence[str] | No
 
 # ----- exec -----
 
-def _interactive_args(interactive: bool, tty: bool) -> str | None:
-    if not interactive:
-        return None
-    return "-it" if tty else "-i"
-
-
 def execute_in_existing_container(role: Role, *command: str, env: Mapping[str, object] | None = None,
                                   interactive: bool = False, tty: bool = True) -> Command:
     """``docker exec [-it|-i] [--env K="v"].. <container> CMD``; ``tty``: whether the local stdin is a terminal."""
-    return docker("exec", _interactive_args(interactive, tty), argumentize("--env", env or {}), container_name(role),
+    return docker("exec", interactive_args(interactive, tty), argumentize("--env", env or {}), container_name(role),
                   *command)
 
 
@@ -299,7 +304,7 @@ def execute_in_new_container(role: Role, host: str, *command: str, env: Mapping[
                              suffix: str | None = None) -> Command:
     """``docker run --rm`` (or ``--detach``) of the image with the role's env, logging, volumes and options."""
     config = role.config
-    return docker("run", _interactive_args(interactive, tty), "--detach" if detach else None,
+    return docker("run", interactive_args(interactive, tty), "--detach" if detach else None,
                   None if detach else "--rm", "--name", exec_container_name(role, suffix), "--network", NETWORK,
                   role.env_args(host), argumentize("--env", env or {}), role.logging_args(), config.volume_args(),
                   role.option_args(), config.absolute_image, *command)

@@ -142,6 +142,13 @@ def remove_directory(path: str) -> Command:
     return ["rm", "-r", path]
 
 
+def interactive_args(interactive: bool, tty: bool) -> str | None:
+    """Kamal's ``docker_interactive_args`` when ``interactive``: ``-it`` on a terminal, else ``-i`` (piped input)."""
+    if not interactive:
+        return None
+    return "-it" if tty else "-i"
+
+
 def remove_file(path: str) -> Command:
     return ["rm", path]
 

@@ -42,13 +42,13 @@ from kamalpy.errors import ConfigurationError, KamalpyError
 if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.config.model import Configuration
 
-__all__ = ["DEFAULT_HTTPS_PORT", "DEFAULT_HTTP_PORT", "DEFAULT_LOG_MAX_SIZE", "MINIMUM_VERSION", "ProxyVersionError",
-           "boot_config", "check_minimum_version", "cleanup_traefik", "create_network", "default_boot_options",
-           "ensure_apps_config_directory", "ensure_proxy_directory", "follow_logs", "info", "logs",
-           "older_version", "read_boot_options", "read_image", "read_image_version", "read_run_command",
-           "remove_container", "remove_image", "remove_proxy_directory", "reset_boot_options", "reset_image",
-           "reset_image_version", "reset_run_command", "run", "run_image", "start", "start_or_run", "stop",
-           "version"]
+__all__ = ["BOOT_CONFIG_DEPRECATION", "DEFAULT_HTTPS_PORT", "DEFAULT_HTTP_PORT", "DEFAULT_LOG_MAX_SIZE",
+           "MINIMUM_VERSION", "ProxyVersionError", "boot_config", "boot_config_files", "check_minimum_version",
+           "cleanup_traefik", "create_network", "default_boot_options", "ensure_apps_config_directory",
+           "ensure_proxy_directory", "follow_logs", "info", "logs", "older_version", "read_boot_options",
+           "read_image", "read_image_version", "read_run_command", "remove_container", "remove_image",
+           "remove_proxy_directory", "reset_boot_config", "reset_boot_options", "reset_image", "reset_image_version",
+           "reset_run_command", "run", "run_image", "start", "start_or_run", "stop", "version"]
 
 MINIMUM_VERSION = "v0.9.2"
 DEFAULT_HTTP_PORT = 80
@@ -236,6 +236,50 @@ def boot_config() -> Command:
     """``echo <options> <image>:<version> <run command>``, each read from its file or defaulted."""
     return ["echo", f"{_substitute(read_boot_options())} {_substitute(read_image())}:"
                     f"{_substitute(read_image_version())} {_substitute(read_run_command())}"]
+
+
+BOOT_CONFIG_DEPRECATION = ("The proxy boot_config command is deprecated - set the config in the deploy YAML at "
+                           "proxy/run instead")
+PROXY_IMAGE_NAME = "kamal-proxy"
+PROXY_REPOSITORY_DEFAULT = PROXY_IMAGE_DEFAULT.rsplit("/", 1)[0]
+
+
+def _check_publish_ip(ip: str) -> str:
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        raise KamalpyError(f"Invalid publish IP address: {ip}") from None
+    return ip
+
+
+def boot_config_files(*, publish: bool = True, publish_host_ips: list[str] | tuple[str, ...] = (),
+                      http_port: int = DEFAULT_HTTP_PORT, https_port: int = DEFAULT_HTTPS_PORT,
+                      log_max_size: str = DEFAULT_LOG_MAX_SIZE, registry: str | None = None,
+                      repository: str | None = None, image_version: str | None = None,
+                      metrics_port: int | None = None, debug: bool = False,
+                      docker_options: list[str] | tuple[str, ...] = ()) -> dict[str, str | None]:
+    """``proxy boot_config set``: the content of each legacy boot file, None where the file goes (Kamal 2.11).
+
+    A file whose content would be the default is removed rather than written, as Kamal does.
+    """
+    ips = [_check_publish_ip(ip) for ip in publish_host_ips]
+    options = [*([publish_args(http_port, https_port, ips or None)] if publish else []),
+               *_logging_args(log_max_size),
+               *([f"--expose={metrics_port}"] if metrics_port is not None else []),
+               *(f"--{option}" for option in docker_options)]
+    image = "/".join(p for p in (registry or None, repository or PROXY_REPOSITORY_DEFAULT, PROXY_IMAGE_NAME) if p)
+    run = run_command({"debug": debug, "metrics_port": metrics_port}) if debug or metrics_port is not None else None
+    return {
+        OPTIONS_FILE: None if options == default_boot_options() else " ".join(options),
+        IMAGE_FILE: None if image == PROXY_IMAGE_DEFAULT else image,
+        IMAGE_VERSION_FILE: image_version or None,
+        RUN_COMMAND_FILE: run,
+    }
+
+
+def reset_boot_config() -> list[Command]:
+    """``proxy boot_config reset``: remove every legacy boot file (Kamal ignores a missing one)."""
+    return [reset_boot_options(), reset_image(), reset_image_version(), reset_run_command()]
 
 
 def reset_boot_options() -> Command:
