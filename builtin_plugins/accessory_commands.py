@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from kamalpy.cli.base import current_run, group
+from kamalpy.cli.completion import complete_accessories
 from kamalpy.cli.options import log_filter_options
 from kamalpy.commands import accessory as accessory_commands
 from kamalpy.commands import docker as docker_commands
@@ -415,7 +416,7 @@ def _cli(work: Callable[[], int | None]) -> None:
         click.get_current_context().exit(code)
 
 
-NAME = click.argument("name")
+NAME = click.argument("name", shell_complete=complete_accessories)
 
 
 @accessory_group.command("boot")

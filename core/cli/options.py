@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from kamalpy.cli.completion import complete_destinations, complete_roles
+
 
 @dataclass
 class GlobalOptions:
@@ -64,11 +66,11 @@ def global_params() -> list[click.Option]:
         opt("-p", "--primary", is_flag=True, help="Run commands only on the primary host instead of all."),
         opt("-h", "--hosts", metavar="HOSTS",
             help="Run commands on these hosts instead of all (comma-separated, wildcards allowed)."),
-        opt("-r", "--roles", metavar="ROLES",
+        opt("-r", "--roles", metavar="ROLES", shell_complete=complete_roles,
             help="Run commands on these roles instead of all (comma-separated, wildcards allowed)."),
         opt("-c", "--config-file", "config_file", metavar="PATH",
             help="Path to config file.  [default: config/deploy.yml]"),
-        opt("-d", "--destination", metavar="DEST",
+        opt("-d", "--destination", metavar="DEST", shell_complete=complete_destinations,
             help="Specify destination to be used for config file (staging -> deploy.staging.yml)."),
         opt("-H", "--skip-hooks", is_flag=True, help="Don't run hooks."),
         opt("--lock-wait", is_flag=True, help="Wait for the deploy lock instead of failing."),
