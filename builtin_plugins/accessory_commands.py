@@ -182,7 +182,8 @@ def boot(commander: Commander, name: str, *, prepared: bool = False,
                              .strip())
         booted = sorted(host for host, ids in found.items() if ids)
         if booted:
-            commander.output.say(f"Skipping booting `{name}` on {', '.join(booted)}, a container already exists")
+            commander.output.say(f"Skipping booting `{name}` on {', '.join(booted)}, a container already exists",
+                                   colour="yellow")
             hosts = [h for h in hosts if h not in booted]
         directories(commander, name)
         upload(commander, name, files)

@@ -101,7 +101,7 @@ def deploy_flow(commander: Commander, *, skip_push: bool, redeploy: bool = False
                 results.update(commander.on(others, lambda s: s.script(steps)))
             _warn_on_prune_failures(commander, results)
     runtime = time.monotonic() - started
-    output.say(f"Finished all in {runtime:.1f} seconds")
+    output.say(f"Finished all in {runtime:.1f} seconds", colour=None)
     commander.run_hook("post-deploy", secrets=True, extra={"runtime": str(ruby_round(runtime))})
 
 
@@ -157,7 +157,7 @@ def rollback(rollback_version: str | None) -> None:
         commander.run_hook("pre-deploy", secrets=True)
         app_boot.boot(commander, version)
     runtime = time.monotonic() - started
-    commander.output.say(f"Finished all in {runtime:.1f} seconds")
+    commander.output.say(f"Finished all in {runtime:.1f} seconds", colour=None)
     commander.run_hook("post-deploy", secrets=True, extra={"runtime": str(ruby_round(runtime))})
 
 
