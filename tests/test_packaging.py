@@ -35,8 +35,10 @@ if sdist:
 def _build(source: Path, out: Path, sdist: bool = True) -> tuple[list[Path], str]:
     """Build ``source`` into ``out``: the files made, and everything the build printed."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    proc = subprocess.run([sys.executable, "-W", "always", "-c", BUILD, str(out), *(["sdist"] if sdist else [])],
-                          cwd=source, env=env, capture_output=True, text=True, timeout=300)
+    # Every warning setuptools gives about the project (its warnings are UserWarnings), each time; not the
+    # DeprecationWarnings that some setuptools releases raise about their own internals.
+    command = [sys.executable, "-W", "always::UserWarning", "-c", BUILD, str(out), *(["sdist"] if sdist else [])]
+    proc = subprocess.run(command, cwd=source, env=env, capture_output=True, text=True, timeout=300)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
     built = [out / line.split(" ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("BUILT ")]
