@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kamalpy.cli.base import current_run, group
+from kamalpy.cli.completion import complete_accessories
 from kamalpy.cli.options import log_filter_options
 from kamalpy.commands import accessory as accessory_commands
 from kamalpy.commands import docker as docker_commands
@@ -182,7 +183,8 @@ def boot(commander: Commander, name: str, *, prepared: bool = False,
                              .strip())
         booted = sorted(host for host, ids in found.items() if ids)
         if booted:
-            commander.output.say(f"Skipping booting `{name}` on {', '.join(booted)}, a container already exists")
+            commander.output.say(f"Skipping booting `{name}` on {', '.join(booted)}, a container already exists",
+                                   colour="yellow")
             hosts = [h for h in hosts if h not in booted]
         directories(commander, name)
         upload(commander, name, files)
@@ -407,7 +409,7 @@ def _cli(work: Callable[[], int | None]) -> None:
         click.get_current_context().exit(code)
 
 
-NAME = click.argument("name")
+NAME = click.argument("name", shell_complete=complete_accessories)
 
 
 @accessory_group.command("boot")

@@ -286,10 +286,11 @@ def push(commander: Commander, *, output: str = "registry", no_cache: bool | Non
     changes = git.uncommitted_changes() if git.used() else ""
     if config.builder.git_clone(git.used()):
         if changes:
-            commander.output.say(f"Building from a local git clone, so ignoring these uncommitted changes:\n {changes}")
+            commander.output.say(f"Building from a local git clone, so ignoring these uncommitted changes:\n {changes}",
+                                   colour="yellow")
         directory = Clone(commander, local).prepare()
     elif changes:
-        commander.output.say(f"Building with uncommitted changes:\n {changes}")
+        commander.output.say(f"Building with uncommitted changes:\n {changes}", colour="yellow")
 
     session = commander.executor.local(builders.builder_secrets(config))
     request = builders.BuildRequest(output=output, no_cache=no_cache)
@@ -333,9 +334,9 @@ def _warn_dev_files(commander: Commander) -> None:
     for title, files in groups:
         found = sorted(included & set(files))
         if found:
-            commander.output.say(f"WARNING: {title} will be present in the dev container:")
+            commander.output.say(f"WARNING: {title} will be present in the dev container:", colour="yellow")
             for name in found:
-                commander.output.say(f"  {name}")
+                commander.output.say(f"  {name}", colour="yellow")
             commander.output.say("")
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from kamalpy.cli.base import command, current_run
+from kamalpy.cli.completion import matching
 from kamalpy.errors import KamalpyError
 from kamalpy.plugin import ConfigKey, hookimpl
 
@@ -76,8 +77,18 @@ def plugin_keys_text(keys: dict[str, ConfigKey]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def complete_sections(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """``kamalpy docs <TAB>``: the sections, their root-key aliases and the loaded plugins' keys."""
+    names = [*section_names(), *SECTION_ALIASES]
+    try:
+        names += list(ctx.find_root().obj.hooks.config_keys())
+    except Exception:  # a plugin that fails to load must not break the shell's completion
+        pass
+    return matching(names, incomplete)
+
+
 @command("docs", short_help="Show the configuration documentation.")
-@click.argument("section", required=False)
+@click.argument("section", required=False, shell_complete=complete_sections)
 def docs_command(section: str | None) -> None:
     """Show the documentation of a config section (default: configuration), or of a plugin's key."""
     name = section or DEFAULT_SECTION

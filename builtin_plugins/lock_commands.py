@@ -37,7 +37,7 @@ def lock_acquire(message: str) -> None:
     """Acquire the deploy lock."""
     commander = current_run().commander
     commander.lock.acquire(message, wait=False)  # Kamal's `lock acquire` never waits
-    commander.output.say("Acquired the deploy lock")
+    commander.output.say("Acquired the deploy lock", colour=None)
 
 
 @lock_group.command("release")
@@ -51,7 +51,7 @@ def lock_release() -> None:
             raise
         click.echo(NO_LOCK)
         return
-    commander.output.say("Released the deploy lock")
+    commander.output.say("Released the deploy lock", colour=None)
 
 
 @hookimpl

@@ -139,7 +139,7 @@ def deploy(commander: Commander, *, skip_push: bool, redeploy: bool = False, boo
                 results.update(commander.on(others, lambda s: s.script(pruning)))
             _warn_on_prune_failures(commander, results)
     runtime = time.monotonic() - started
-    output.say(f"Finished all in {runtime:.1f} seconds")
+    output.say(f"Finished all in {runtime:.1f} seconds", colour=None)
     commander.run_hook("post-deploy", secrets=True, extra={"runtime": str(ruby_round(runtime))})
 
 
@@ -183,7 +183,7 @@ def rollback(commander: Commander, version: str | None) -> None:
         commander.run_hook("pre-deploy", secrets=True)
         app_boot.boot(commander, version)
     runtime = time.monotonic() - started
-    commander.output.say(f"Finished all in {runtime:.1f} seconds")
+    commander.output.say(f"Finished all in {runtime:.1f} seconds", colour=None)
     commander.run_hook("post-deploy", secrets=True, extra={"runtime": str(ruby_round(runtime))})
 
 

@@ -119,7 +119,7 @@ def test_login_and_logout_refuse_a_local_registry(kamalpy, project, command, mes
 
 @pytest.mark.parametrize(("value", "message"), [
     ("5", "registry/local_image: should be a string"),
-    ('""', "registry/local_image: '' should be non-empty"),
+    ('""', "registry/local_image: should be non-empty"),
 ])
 def test_local_image_must_be_a_name(kamalpy, project, value, message) -> None:
     project(LOCAL + f"  local_image: {value}\n")

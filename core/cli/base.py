@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from kamalpy.cli.options import GlobalOptions, global_params
+from kamalpy.cli.options import GlobalOptions, global_params, record_global_options
 from kamalpy.errors import CommandRefused
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,13 +69,27 @@ def current_run() -> Run:
     return click.get_current_context().find_root().obj
 
 
-class KamalpyCommand(click.Command):
-    """A command with every global option that fires ``kamalpy_before/after_command``."""
+class GlobalOptionsMixin:
+    """Every global option on this command or group, recorded in the run once its arguments are parsed."""
 
-    def __init__(self, *args: Any, lifecycle: bool = True, **kwargs: Any) -> None:
+    params: list[click.Parameter]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("context_settings", CONTEXT_SETTINGS)
         super().__init__(*args, **kwargs)
         self.params.extend(global_params())
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)  # type: ignore[misc]
+        record_global_options(ctx)
+        return rest
+
+
+class KamalpyCommand(GlobalOptionsMixin, click.Command):
+    """A command with every global option that fires ``kamalpy_before/after_command``."""
+
+    def __init__(self, *args: Any, lifecycle: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.lifecycle = lifecycle
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -100,15 +114,13 @@ class KamalpyCommand(click.Command):
         return result
 
 
-class KamalpyGroup(click.Group):
+class KamalpyGroup(GlobalOptionsMixin, click.Group):
     """A command group whose subcommands default to :class:`KamalpyCommand`."""
 
     command_class = KamalpyCommand
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("context_settings", CONTEXT_SETTINGS)
         super().__init__(*args, **kwargs)
-        self.params.extend(global_params())
         from kamalpy.cli.help import add_help_commands
 
         add_help_commands(self)  # Kamal's `help [COMMAND]` and `tree` in every group

@@ -175,10 +175,10 @@ def main(args: Sequence[str] | None = None, standalone: bool = True) -> int:
             click.echo("Aborted!", err=True)
             code = 1
     except click.ClickException as exc:
-        click.echo(f"ERROR: {_one_line(exc.format_message())}", err=True)
+        _error(f"ERROR: {_one_line(exc.format_message())}")
         code = 1
     except KamalpyError as exc:
-        click.echo(f"ERROR: {_one_line(str(exc))}", err=True)
+        _error(f"ERROR: {_one_line(str(exc))}")
         code = exc.exit_code
     except KeyboardInterrupt as exc:  # also SIGTERM/SIGHUP under the deploy lock (kamalpy.errors.Terminated)
         click.echo(f"ERROR: {exc or 'Interrupted'}", err=True)
@@ -188,13 +188,20 @@ def main(args: Sequence[str] | None = None, standalone: bool = True) -> int:
             import traceback
 
             traceback.print_exc()
-        click.echo(f"ERROR ({type(exc).__name__}): {_one_line(str(exc))}", err=True)
+        _error(f"ERROR ({type(exc).__name__}): {_one_line(str(exc))}")
         code = 1
     finally:
         run.close()
     if standalone:
         sys.exit(code)
     return code
+
+
+def _error(line: str) -> None:
+    """The one error line, in red on a terminal as Kamal prints its errors."""
+    from kamalpy.output import colour_enabled, paint
+
+    click.echo(paint(line, "red", colour_enabled(sys.stderr)), err=True)
 
 
 def _one_line(message: str) -> str:

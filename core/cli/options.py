@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from kamalpy.cli.completion import complete_destinations, complete_roles
+
 
 @dataclass
 class GlobalOptions:
@@ -30,27 +32,32 @@ class GlobalOptions:
 OPTION_NAMES = tuple(f.name for f in fields(GlobalOptions))
 
 
-def _store(ctx: click.Context, param: click.Parameter, value: object) -> object:
-    """Record a global option given on the command line in the run's GlobalOptions.
+def record_global_options(ctx: click.Context) -> None:
+    """Move the global options click parsed for ``ctx`` out of its params and into the run's GlobalOptions.
 
-    Options may be given on the root group and on each command; a value given explicitly at any
-    level wins over a default, and the innermost explicit value wins overall.
+    Options may be given on the root group and on each command; the innermost value given wins
+    (``--disable-plugin`` adds up). "Given" is read from the value itself, never from click's parameter
+    source or callback order, which differ between click releases (8.4.0 records the source only after
+    the callbacks ran, so a callback saw every option as a default and ``--dry-run`` was lost). A value
+    option's default is None and a flag's is False, so any other value was typed by the user.
     """
-    source = ctx.get_parameter_source(param.name)
-    if source is None or source.name == "DEFAULT":
-        return value
-    options = ctx.find_root().obj.options
-    if param.name == "disable_plugin":
-        value = tuple(options.disable_plugin) + tuple(value)  # type: ignore[arg-type]
-    setattr(options, param.name, value)
-    return value
+    options: GlobalOptions = ctx.find_root().obj.options
+    for name in OPTION_NAMES:
+        value = ctx.params.pop(name, None)
+        if name == "disable_plugin":
+            given = tuple(v for v in (value or ()) if isinstance(v, str))
+            if given:
+                options.disable_plugin = tuple(options.disable_plugin) + given
+        elif value is True or (isinstance(value, (str, int, float)) and not isinstance(value, bool)):
+            setattr(options, name, value)
 
 
 def global_params() -> list[click.Option]:
     """Fresh Option objects (click options cannot be shared between commands)."""
 
     def opt(*decls: str, **kwargs: object) -> click.Option:
-        return click.Option(list(decls), expose_value=False, callback=_store, **kwargs)  # type: ignore[arg-type]
+        # No default and no callback: record_global_options takes the values once parsing is done.
+        return click.Option(list(decls), **kwargs)  # type: ignore[arg-type]
 
     return [
         opt("-v", "--verbose", is_flag=True, help="Detailed logging."),
@@ -59,11 +66,11 @@ def global_params() -> list[click.Option]:
         opt("-p", "--primary", is_flag=True, help="Run commands only on the primary host instead of all."),
         opt("-h", "--hosts", metavar="HOSTS",
             help="Run commands on these hosts instead of all (comma-separated, wildcards allowed)."),
-        opt("-r", "--roles", metavar="ROLES",
+        opt("-r", "--roles", metavar="ROLES", shell_complete=complete_roles,
             help="Run commands on these roles instead of all (comma-separated, wildcards allowed)."),
         opt("-c", "--config-file", "config_file", metavar="PATH",
             help="Path to config file.  [default: config/deploy.yml]"),
-        opt("-d", "--destination", metavar="DEST",
+        opt("-d", "--destination", metavar="DEST", shell_complete=complete_destinations,
             help="Specify destination to be used for config file (staging -> deploy.staging.yml)."),
         opt("-H", "--skip-hooks", is_flag=True, help="Don't run hooks."),
         opt("--lock-wait", is_flag=True, help="Wait for the deploy lock instead of failing."),
