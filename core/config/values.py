@@ -38,12 +38,28 @@ class Kind:
         return len(value) <= self.max_length and self.pattern.fullmatch(value) is not None
 
 
-# Nothing in these classes is special to sh: no space, quote, `;&|<>()`, backquote, `\`, glob or newline,
-# and no leading `-` (which a command would read as an option).
-DESTINATION = Kind("letters, digits and . _ - (at most 100, not starting with . or -)",
-                   re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*"), 100)
-VERSION = Kind("a Docker tag: letters, digits and . _ - (at most 128, not starting with . or -)",
-               re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*"), 128)
+# Nothing in these classes is special to sh: no space, quote, `;&|<>()`, backquote, `\`, `*?[]{}`, `#`,
+# `!` or newline, no `$` but in `$NAME`/`${NAME}` (PATH), and no leading `-` (a command would read an option).
+_SHELL_VARIABLE = r"\$(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\})"
+_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # Docker's tag and container-name alphabet
+DESTINATION = Kind("letters, digits and . _ - (at most 100, not starting with . or -)", _WORD, 100)
+VERSION = Kind("a Docker tag: letters, digits and . _ - (at most 128, not starting with . or -)", _WORD, 128)
+# Kamal writes IPv6 addresses in brackets itself (`--publish [::1]:80:80`), so a bracketed address passes.
+HOST = Kind("a host name or IP address: letters, digits and . _ - : % @, or [IPv6]",
+            re.compile(r"[A-Za-z0-9_.:%@][A-Za-z0-9_.:%@-]*|\[[A-Za-z0-9_.:%]+\](?::[0-9]+)?"), 255)
+IMAGE = Kind("an image reference: letters, digits and . _ - / : @",
+             re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./:@-]*"), 512)
+REGISTRY = Kind("a registry host[:port][/path]: letters, digits and . _ - / :",
+                re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./:-]*"), 255)
+NAME = Kind("letters, digits and . _ - (not starting with . or -)", _WORD, 255)
+KEY = Kind("letters, digits and . _ - / : (not starting with -)",
+           re.compile(r"[A-Za-z0-9_.:/][A-Za-z0-9_.:/-]*"), 255)
+PATH = Kind("a path: letters, digits, . _ - / + = , @ ~ % : and $VAR or ${VAR}",
+            re.compile(rf"(?:[A-Za-z0-9_./+=,@~%:]|{_SHELL_VARIABLE})(?:[A-Za-z0-9_./+=,@~%:-]|{_SHELL_VARIABLE})*"),
+            4096)
+MODE = Kind("a file mode: octal digits, or u g o a + - = r w x X s t and ,",
+            re.compile(r"[0-7ugoa+=rwxXst,][0-7ugoa+=rwxXst,-]*"), 64)
+OWNER = Kind("user[:group]: letters, digits and . _ - :", re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*"), 255)
 
 
 def refuse(key: str, value: Any, kind: Kind) -> ConfigurationError:
@@ -78,10 +94,44 @@ def check_version(version: str | None, key: str = "--version") -> None:
 
 def check_configuration(config: Configuration) -> None:
     """Every check of this module, in the order of the configuration's keys."""
+    raw = config.raw
     _check_types(config)
+    check("image", raw.get("image"), IMAGE)
+    _check_registry("registry", raw.get("registry"))
+    _check_labels("labels", raw.get("labels"))
+    _check_env("env", raw.get("env"))
+    _check_each("volumes", raw.get("volumes"), PATH)
+    check("asset_path", raw.get("asset_path"), PATH)
+    _check_logging("logging", raw.get("logging"))
+    _check_options("options", raw.get("options"))
+    _check_proxy("proxy", raw.get("proxy"))
+    for role in config.roles:
+        context = f"servers/{role.name}"
+        check("servers", role.name, NAME)
+        for host in role.hosts:
+            check(f"{context}/hosts", host, HOST)
+        settings = role.settings
+        _check_labels(f"{context}/labels", settings.get("labels"))
+        _check_env(f"{context}/env", settings.get("env"))
+        check(f"{context}/asset_path", settings.get("asset_path"), PATH)
+        _check_logging(f"{context}/logging", settings.get("logging"))
+        _check_options(f"{context}/options", settings.get("options"))
+        _check_proxy(f"{context}/proxy", settings.get("proxy"))
     for accessory in config.accessories:
+        context = accessory.context
+        settings = accessory.raw
+        check(f"{context}/service", settings.get("service"), NAME)
+        check(f"{context}/image", settings.get("image"), IMAGE)
+        _check_registry(f"{context}/registry", settings.get("registry"))
+        for host in accessory.hosts:
+            check(f"{context}/hosts", host, HOST)
+        _check_labels(f"{context}/labels", settings.get("labels"))
+        _check_env(f"{context}/env", settings.get("env"))
+        _check_each(f"{context}/volumes", settings.get("volumes"), PATH)
+        _check_options(f"{context}/options", settings.get("options"))
+        _check_proxy(f"{context}/proxy", settings.get("proxy"))
         for key in ("files", "directories"):
-            _check_mounted_paths(f"{accessory.context}/{key}", accessory.raw.get(key), files=key == "files")
+            _check_mounted_paths(f"{context}/{key}", settings.get(key), files=key == "files")
     if config.destination is not None:
         check_destination(config.destination)
     config.secrets.check_readable()
@@ -91,19 +141,75 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def _check_each(key: str, values: Any, kind: Kind) -> None:
+    for index, value in enumerate(values or []):
+        check(f"{key}/{index}", value, kind)
+
+
+def _check_keys(key: str, mapping: Any, kind: Kind = KEY) -> None:
+    for name in _mapping(mapping):
+        check(key, name, kind)
+
+
+def _check_labels(key: str, labels: Any) -> None:
+    _check_keys(key, labels)
+
+
+def _check_options(key: str, options: Any) -> None:
+    _check_keys(key, options)
+
+
+def _check_logging(key: str, logging: Any) -> None:
+    _check_keys(f"{key}/options", _mapping(logging).get("options"))
+
+
+def _check_env(key: str, env: Any) -> None:
+    env = _mapping(env)
+    if any(name in env for name in ("clear", "secret", "tags")):
+        _check_keys(f"{key}/clear", env.get("clear"))
+        for tag, tag_env in _mapping(env.get("tags")).items():
+            _check_env(f"{key}/tags/{tag}", tag_env)
+    else:
+        _check_keys(key, env)
+
+
+def _check_proxy(key: str, proxy: Any) -> None:
+    """``proxy.run`` becomes the proxy container's ``docker run`` line (ports are integers, by the schema)."""
+    proxy = _mapping(proxy)
+    run = _mapping(proxy.get("run"))
+    check(f"{key}/run/registry", run.get("registry"), REGISTRY)
+    check(f"{key}/run/repository", run.get("repository"), IMAGE)
+    check(f"{key}/run/version", run.get("version"), VERSION)
+    check(f"{key}/run/log_max_size", run.get("log_max_size"), NAME)
+    _check_each(f"{key}/run/bind_ips", run.get("bind_ips"), HOST)
+    _check_options(f"{key}/run/options", run.get("options"))
+    check(f"{key}/caddy/probe_image", _mapping(proxy.get("caddy")).get("probe_image"), IMAGE)
+
+
+def _check_registry(key: str, registry: Any) -> None:
+    check(f"{key}/server", _mapping(registry).get("server"), REGISTRY)
+
+
 def _check_mounted_paths(key: str, entries: Any, *, files: bool) -> None:
-    """``files:``/``directories:``: ``local:remote[:options]`` or a hash with both."""
+    """``files:``/``directories:``: ``local:remote[:options]`` or a hash; remote paths reach the shell."""
     for index, entry in enumerate(entries or []):
         where = f"{key}/{index}"
         if isinstance(entry, Mapping):
-            local, remote = entry.get("local"), entry.get("remote")
+            local, remote, options = entry.get("local"), entry.get("remote"), entry.get("options")
+            check(f"{where}/mode", entry.get("mode"), MODE)
+            check(f"{where}/owner", entry.get("owner"), OWNER)
         else:
             parts = str(entry).split(":", 2)
-            local, remote = parts[0], (parts[1] if len(parts) > 1 else None)
+            local, remote, options = parts[0], (parts[1] if len(parts) > 1 else None), (parts[2:] or [None])[0]
         if local is None or remote is None or str(local) == "" or str(remote) == "":
             raise ConfigurationError(f"{where}: should be local:remote[:options] or a hash with local and remote")
+        # A directory's local path is also its path on the server; a file's is only read here.
         if files:
             _check_local_file(where, str(local))
+        else:
+            check(where, local, PATH)
+        check(where, remote, PATH)
+        check(where, options, PATH)
 
 
 def _check_local_file(key: str, local: str) -> None:
