@@ -16,6 +16,7 @@ from kamalpy import app_boot
 from kamalpy.cli.base import command, current_run
 from kamalpy.commands import app as app_commands
 from kamalpy.commands.hook import ruby_round
+from kamalpy.config.values import check_version
 from kamalpy.errors import KamalpyError
 from kamalpy.execution import Step
 from kamalpy.plugin import hookimpl
@@ -139,6 +140,8 @@ def setup(skip_push: bool, no_cache: bool) -> None:
 @click.argument("rollback_version", metavar="VERSION", required=False)
 def rollback(rollback_version: str | None) -> None:
     """Go back to VERSION, an earlier version whose containers are still on the servers (none: list them)."""
+    if rollback_version:
+        check_version(rollback_version, "VERSION")
     commander = _commander()
     version = rollback_version
     if not version:

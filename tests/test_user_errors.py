@@ -121,3 +121,13 @@ def test_an_unforeseen_exception_is_one_error_line(kamalpy, project, monkeypatch
     result = kamalpy("config")
     assert result.code == 1
     assert result.err == "ERROR: boom (internal error: RuntimeError; -v shows the traceback)\n"
+
+
+@pytest.mark.parametrize("command", [["rollback"], ["app", "remove_container"]])
+@pytest.mark.parametrize("version", ["\udcff", "v1;id", "a'b"])
+def test_version_arguments_are_checked_like_the_option(kamalpy, project, command, version):
+    """Found by tests/test_fuzz_cli.py: a VERSION argument reached the lock and the shell unchecked."""
+    project()
+    result = kamalpy("--dry-run", *command, version)
+    _refused(result, "VERSION: ")
+    assert "Acquiring the deploy lock" not in result.err + result.out
