@@ -123,10 +123,16 @@ def local_files(acc: Accessory) -> list[tuple[MountedPath, bytes]]:
     contents = []
     for path in acc.files:
         accessory_commands.ensure_local_file_present(path.local)
-        with open(path.local, "rb") as handle:
-            data = handle.read()
-        if path.erb:
-            data = render(data.decode(), path.local, _env_for_erb(acc)).encode()
+        try:
+            with open(path.local, "rb") as handle:
+                data = handle.read()
+            if path.erb:
+                data = render(data.decode(), path.local, _env_for_erb(acc)).encode()
+        except OSError as error:
+            raise KamalpyError(f"{acc.context}/files: cannot read {path.local}: {error.strerror}") from None
+        except UnicodeDecodeError as error:
+            raise KamalpyError(f"{acc.context}/files: {path.local} is not valid UTF-8 "
+                               f"(byte {error.start}), so it cannot be rendered as ERB") from None
         contents.append((path, data))
     return contents
 

@@ -27,6 +27,7 @@ from kamalpy.commands import app_proxy
 from kamalpy.commands import server as server_commands
 from kamalpy.commands.base import log_lines
 from kamalpy.commands.layout import DRY_RUN_CONTAINER_ID
+from kamalpy.config.values import check_version
 from kamalpy.errors import KamalpyError
 from kamalpy.execution import Step, WriteFile
 from kamalpy.handover import hand_over
@@ -390,6 +391,7 @@ def app_remove() -> None:
 @click.argument("container_version", metavar="VERSION")  # `version` would clash with the global --version
 def app_remove_container(container_version: str) -> None:
     """Remove the app container of VERSION from the servers."""
+    check_version(container_version, "VERSION")
     remove_container(_commander(), container_version)
 
 

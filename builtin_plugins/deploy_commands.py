@@ -10,6 +10,7 @@ import click
 
 from kamalpy import flows
 from kamalpy.cli.base import command, current_run
+from kamalpy.config.values import check_version
 from kamalpy.plugin import hookimpl
 from kamalpy.prompts import confirm
 
@@ -45,6 +46,8 @@ def setup(skip_push: bool, no_cache: bool) -> None:
 @click.argument("rollback_version", metavar="VERSION", required=False)
 def rollback(rollback_version: str | None) -> None:
     """Go back to VERSION, an earlier version whose containers are still on the servers (none: list them)."""
+    if rollback_version:
+        check_version(rollback_version, "VERSION")
     flows.rollback(current_run().commander, rollback_version)
 
 

@@ -188,7 +188,7 @@ def main(args: Sequence[str] | None = None, standalone: bool = True) -> int:
             import traceback
 
             traceback.print_exc()
-        _error(f"ERROR ({type(exc).__name__}): {_one_line(str(exc))}")
+        _error(f"ERROR: {_one_line(internal_error_message(exc))}")
         code = 1
     finally:
         run.close()
@@ -202,6 +202,21 @@ def _error(line: str) -> None:
     from kamalpy.output import colour_enabled, paint
 
     click.echo(paint(line, "red", colour_enabled(sys.stderr)), err=True)
+
+
+INTERNAL_ERROR = "internal error"
+
+
+def internal_error_message(exc: Exception) -> str:
+    """What an exception no check foresaw can say: the file of an OS error, else its type and text.
+
+    Every failure a user can cause has its own message; this one marks a kamalpy bug (the fuzz tests
+    look for it) and says how to get the traceback for a report.
+    """
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    detail = str(exc) or type(exc).__name__
+    return f"{detail} ({INTERNAL_ERROR}: {type(exc).__name__}; -v shows the traceback)"
 
 
 def _one_line(message: str) -> str:

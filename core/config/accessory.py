@@ -131,7 +131,8 @@ class Accessory:
 
     @property
     def cmd(self) -> str | None:
-        return self.raw.get("cmd")
+        cmd = self.raw.get("cmd")
+        return None if cmd is None else str(cmd)  # a number is Ruby's `to_s` of it (other types are refused)
 
     @property
     def options(self) -> dict[str, Any]:

@@ -43,6 +43,9 @@ class RubySymbol(str):
 
 def read_raw_config(config_file: str | Path, destination: str | None = None) -> dict[str, Any]:
     """The merged, unvalidated configuration mapping (also used to resolve aliases)."""
+    from kamalpy.config.values import check_destination
+
+    check_destination(destination)  # it names a file and goes into KAMAL_DESTINATION
     # Kamal sets this before rendering so ERB (and its shell-outs) can read it.
     if destination is None:
         os.environ.pop("KAMAL_DESTINATION", None)

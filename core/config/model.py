@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from kamalpy import KAMAL_COMPAT_VERSION
+from kamalpy.config import values
 from kamalpy.config.accessory import Accessory
 from kamalpy.config.aliases import aliases as parse_aliases
 from kamalpy.config.args import argumentize, is_present
@@ -116,6 +117,7 @@ class Configuration:
         self._ensure_local_registry_remote_builder_has_ssh_url()
         self._ensure_no_conflicting_proxy_runs()
         self._ensure_valid_hooks_output()
+        self._ensure_safe_values()
 
     # ----- plain values -----
 
@@ -484,6 +486,14 @@ class Configuration:
                 self._check_hooks_output_level(level, hook)
         elif isinstance(setting, str):
             self._check_hooks_output_level(setting)
+
+    def _ensure_safe_values(self) -> None:
+        # kamalpy's own checks (after Kamal's, so Kamal's messages come first): see config/values.py.
+        values.check_configuration(self)
+        if is_present(self._declared_version):
+            values.check_version(str(self._declared_version))
+        elif os.environ.get("VERSION") is not None:
+            values.check_version(os.environ["VERSION"], "VERSION")
 
     @staticmethod
     def _check_hooks_output_level(level: Any, hook: Any = None) -> None:

@@ -89,7 +89,8 @@ class Role:
 
     @property
     def cmd(self) -> str | None:
-        return self.settings.get("cmd")
+        cmd = self.settings.get("cmd")
+        return None if cmd is None else str(cmd)  # a number is Ruby's `to_s` of it (other types are refused)
 
     @property
     def options(self) -> dict[str, Any]:

@@ -103,12 +103,17 @@ class Secrets:
                 try:
                     secrets: dict[str, str] = {}
                     for filename in self.files:
-                        text = Path(filename).read_text(encoding="utf-8")
+                        text = read_secrets_file(filename)
                         secrets.update(parse(text, os.environ, self._run_command, source=filename))
                     self._secrets = secrets
                 finally:
                     self._loading = False
             return self._secrets
+
+    def check_readable(self) -> None:
+        """Read each file without evaluating it, so an unreadable one fails before anything runs."""
+        for filename in self.files:
+            read_secrets_file(filename)
 
     def _run_command(self, command: str) -> str:
         if _INLINE_COMMAND.match(command):
@@ -119,6 +124,15 @@ class Secrets:
         if self._hooks is None:
             self._hooks = _current_hooks()
         return self._hooks
+
+
+def read_secrets_file(filename: str) -> str:
+    try:
+        return Path(filename).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise SecretsError(f"{filename}: not valid UTF-8 (byte {error.start})") from None
+    except OSError as error:
+        raise SecretsError(f"{filename}: cannot be read: {error.strerror}") from None
 
 
 def run_inline_command(command: str, hooks: Hooks) -> str:
