@@ -230,6 +230,7 @@ UNUSED_BY_FLOWS = {
     "registry_commands": "the registry commands (the flows use the registry strategy plugins)",
     "proxy_caddy": "a proxy driver the project does not choose",
     "sandbox": "the sandbox commands",
+    "upgrade_commands": "the upgrade command (Kamal 1 to 2)",
     "transport_paramiko": "the transport: a dry run connects to nothing (a real run stops with 'Unknown transport')",
     **{name: "a secret adapter the project does not use" for name in BUILTIN_PLUGINS
        if name.startswith("secret_adapters.")},
