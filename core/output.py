@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import sys
 import threading
+from collections.abc import Iterable
 from typing import TextIO
 
 
@@ -76,6 +77,15 @@ class Output:
             state = "successful" if exit_status == 0 else "failed"
             level = "DEBUG" if debug else "  INFO"
             self._write(f"{level} [{tag}] Finished in {seconds:.3f} seconds with exit status {exit_status} ({state}).")
+
+    def abandon(self, host: str, tags: Iterable[str]) -> None:
+        """Commands that started and will not finish (steps after a failed one, a broken connection)."""
+
+    def host_failed(self, host: str, error: BaseException) -> None:
+        """A host's work ended with ``error`` (the run reports it at the end)."""
+
+    def close(self) -> None:
+        """The command is over (a view on a terminal sums up); the line log has nothing to add."""
 
     def dry_run(self, host: str, command: str, kind: str = "") -> None:
         prefix = f"{kind}\t" if kind else ""
