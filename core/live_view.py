@@ -108,7 +108,7 @@ class Phase:
 
     def slowest(self, now: float, count: int = SLOWEST, servers_only: bool = False) -> list[HostState]:
         states = [s for s in self.hosts.values() if not (servers_only and s.host == LOCAL)]
-        return sorted(states, key=lambda s: -s.elapsed(now))[:count]
+        return sorted(states, key=lambda s: (-s.elapsed(now), not s.running))[:count]  # a tie: running is slower
 
 
 def _seconds(value: float) -> str:
@@ -224,7 +224,8 @@ class LiveView(Output):
     """An :class:`Output` that draws the live region instead of the ``Running``/``Finished`` lines."""
 
     def __init__(self, *, size: Callable[[], tuple[int, int]] | None = None,
-                 clock: Callable[[], float] = time.monotonic, refresh: float = REFRESH, **kwargs: Any) -> None:
+                 clock: Callable[[], float] = time.monotonic, refresh: float = REFRESH, ticker: bool = True,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._size = size or (lambda: _terminal_size(self.stream))
         self._clock = clock
@@ -235,6 +236,7 @@ class LiveView(Output):
         self._drawn = 0  # lines of the region on screen, the cursor just below them
         self._last_draw = 0.0
         self._ticker: threading.Thread | None = None
+        self._ticks = ticker  # tests draw on events only
 
     # -- what the executor reports -----------------------------------------------------------------
     def start(self, host: str, command: str, debug: bool = False) -> str:
@@ -329,7 +331,7 @@ class LiveView(Output):
 
     def _tick(self) -> None:
         """Redraw while commands run, so that the running hosts' times go on (one thread, gone when idle)."""
-        if self._ticker is not None and self._ticker.is_alive():
+        if not self._ticks or (self._ticker is not None and self._ticker.is_alive()):
             return
 
         def loop() -> None:
