@@ -123,8 +123,9 @@ def _cut(text: str, width: int) -> str:
 
 
 def _step(command: str) -> str:
-    """A command on one line, runs of spaces squeezed (the line is cut to the width afterwards)."""
-    return " ".join(_flat(command).split())
+    """A command on one line, runs of spaces squeezed, SSHKit's ``/usr/bin/env`` left out (cut to the width later)."""
+    text = " ".join(_flat(command).split())
+    return text.removeprefix("/usr/bin/env ")
 
 
 def _named(states: Iterable[HostState], now: float) -> str:
@@ -136,15 +137,20 @@ def _counts(phase: Phase) -> tuple[int, int, int, int]:
     return len(states), states.count("done"), states.count("running"), states.count("failed")
 
 
-def live_summary(phase: Phase, now: float) -> str:
-    """``Pull app image: 98/100 hosts done, 2 running, 1 failed, slowest: 10.0.0.7 4.2s``."""
+def live_summary(phase: Phase, now: float, width: int = 1000) -> str:
+    """``Pull app image: 98/100 hosts done, 2 running, 1 failed, slowest: 10.0.0.7 4.2s``.
+
+    A long title (``Running 'CMD' on HOST, HOST, ...``) is cut first, so that the counts stay in view.
+    """
     total, done, running, failed = _counts(phase)
-    parts = [f"{phase.title or 'Running'}: {done}/{total} hosts done"]
+    parts = [f"{done}/{total} hosts done"]
     if running:
         parts.append(f"{running} running")
     if failed:
         parts.append(f"{failed} failed")
-    return ", ".join(parts) + f", slowest: {_named(phase.slowest(now, 1), now)}"
+    counts = ", ".join(parts) + f", slowest: {_named(phase.slowest(now, 1), now)}"
+    title = _cut(phase.title or "Running", max(12, width - len(counts) - 2))
+    return f"{title}: {counts}"
 
 
 def _host_line(state: HostState, now: float, host_width: int, width: int) -> str:
@@ -167,7 +173,7 @@ def render(phase: Phase, now: float, width: int, height: int) -> list[str]:
     """
     width = max(1, width - 1)  # the last column would wrap on some terminals
     rows = max(1, height - 1)
-    lines = [_cut(live_summary(phase, now), width)]
+    lines = [_cut(live_summary(phase, now, width), width)]
     states = list(phase.hosts.values())
     if not states or rows == 1:
         return lines

@@ -54,6 +54,16 @@ def test_one_line_per_host_under_the_phase_summary() -> None:
     assert lines[2].startswith("> 10.0.0.2    4.2s  docker pull registry.example.com:5000/acme/app:")
     assert lines[2].endswith("…") and len(lines[2]) == 79  # shortened to the width, last column left free
     assert len(lines) == 4
+    assert lines[3].startswith("> 10.0.0.3    4.2s  docker pull")
+
+
+def test_a_long_title_is_cut_before_the_counts_and_env_is_left_out() -> None:
+    phase = Phase("Running 'uptime' on " + ", ".join(hosts(50)), 0.0)
+    phase.start("10.0.0.1", "t", "/usr/bin/env uptime", 0.0)
+    lines = render(phase, 2.0, 80, 24)
+    assert lines[0] == "Running 'uptime' on 10.0.0.…: 0/1 hosts done, 1 running, slowest: 10.0.0.1 2.0s"
+    assert len(lines[0]) == 79
+    assert lines[1] == "> 10.0.0.1    2.0s  uptime"
 
 
 def test_more_hosts_than_rows_shows_failed_and_running_first_then_a_count() -> None:
