@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import io
+import re
+from pathlib import Path
 
 import pytest
 from fake_terminal import FakeTerminal
+from plugins import loopback_transport
 
 from kamalpy.errors import KamalpyError
+from kamalpy.execution import Executor, Session, Step
 from kamalpy.live_view import LiveView, Phase, phase_summary, render, run_summary, wanted
 from kamalpy.output import Output
+from kamalpy.transport import SshSettings
 
 PULL = "docker pull registry.example.com:5000/acme/app:0123456789abcdef0123456789abcdef --platform linux/amd64"
 
@@ -233,3 +238,25 @@ def test_the_ticker_redraws_running_hosts_and_stops_when_idle() -> None:
     output.finish("10.0.0.1", tag, 0.4, 0)
     time.sleep(0.2)
     assert output._ticker is None
+
+
+def test_the_executor_reports_failed_hosts_and_abandoned_script_steps(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(loopback_transport.ROOT_ENV, str(tmp_path))
+    output, screen, _ = view(width=300)
+    executor = Executor(loopback_transport.LoopbackTransport(), SshSettings(), output)
+    output.say("Check...")
+
+    def work(session: Session) -> None:
+        # 10.0.0.2: a failing checked step; 10.0.0.3: the shell itself dies (exit in the script).
+        second = {"10.0.0.2": "sh -c 'exit 3'", "10.0.0.3": "exit 4"}.get(session.host, "true")
+        session.script([Step("true"), Step(second), Step("true")])
+
+    with pytest.raises(KamalpyError, match="10.0.0.2"):
+        executor.on(hosts(3), work)
+    assert not output._phase.running  # the steps after the failed one are not left running
+    output.close()
+    lines = screen.terminal.text().splitlines()
+    assert lines[0] == "Check..."
+    assert re.fullmatch(r"  1/3 hosts done in \d\.\ds, slowest: .*; failed: 10\.0\.0\.2 \(10\.0\.0\.2: sh -c 'exit 3' "
+                        r"exit status: 3\), 10\.0\.0\.3 \(10\.0\.0\.3: exit 4 exit status: 4.*\)", lines[1]), lines[1]
