@@ -164,13 +164,43 @@ def _host_line(state: HostState, now: float, host_width: int, width: int) -> str
     return _cut(f"{mark} {state.host:<{host_width}} {_seconds(state.elapsed(now)):>7}  {what}", width)
 
 
-def render(phase: Phase, now: float, width: int, height: int) -> list[str]:
+# SGR codes of the region's lines (decisions.md: colour applies to the live view too): the summary in bold,
+# hosts by their mark. Applied after the cut, so that the codes take no columns.
+_COLOURS = {"summary": "1", "!": "31", ">": "33", " ": "32"}
+
+
+def _painted(lines: list[str]) -> list[str]:
+    first, hosts = lines[0], lines[1:]
+    painted = [f"\x1b[{_COLOURS['summary']}m{first}\x1b[0m"]
+    for line in hosts:
+        code = _COLOURS.get(line[:1]) if line[1:2] == " " else None
+        painted.append(f"\x1b[{code}m{line}\x1b[0m" if code else line)
+    return painted
+
+
+def colour_wanted(stream: TextIO, environ: dict[str, str] | None = None) -> bool:
+    """Colours on a terminal unless ``NO_COLOR`` is set (no-color.org) or ``TERM`` is dumb."""
+    env = environ if environ is not None else os.environ
+    if env.get("NO_COLOR") or env.get("TERM") == "dumb":
+        return False
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def render(phase: Phase, now: float, width: int, height: int, colour: bool = False) -> list[str]:
     """The live region: the summary line, then one line per host, within ``width`` x ``height - 1``.
 
     One row stays free for the cursor, so the region never scrolls the screen (which would leave the cursor
     moves short). When the hosts do not fit, failed and running hosts come first, in host order, and the
     rest is counted on a last ``+N done`` line.
     """
+    lines = _render(phase, now, width, height)
+    return _painted(lines) if colour else lines
+
+
+def _render(phase: Phase, now: float, width: int, height: int) -> list[str]:
     width = max(1, width - 1)  # the last column would wrap on some terminals
     rows = max(1, height - 1)
     lines = [_cut(live_summary(phase, now, width), width)]
@@ -243,6 +273,7 @@ class LiveView(Output):
         self._last_draw = 0.0
         self._ticker: threading.Thread | None = None
         self._ticks = ticker  # tests draw on events only
+        self._colour_on = colour_wanted(self.stream)
 
     # -- what the executor reports -----------------------------------------------------------------
     def start(self, host: str, command: str, debug: bool = False) -> str:
@@ -328,7 +359,7 @@ class LiveView(Output):
             self._erase()  # nothing runs: leave clean lines for whatever is printed next
             return
         width, height = self._size()
-        lines = render(self._phase, now, width, height)
+        lines = render(self._phase, now, width, height, self._colour_on)
         up = CURSOR_UP_AND_CLEAR.format(n=self._drawn) if self._drawn else ""
         self.stream.write(up + "".join(f"{line}\n" for line in lines))
         self.stream.flush()

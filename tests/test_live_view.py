@@ -12,7 +12,7 @@ from plugins import loopback_transport
 
 from kamalpy.errors import KamalpyError
 from kamalpy.execution import Executor, Session, Step
-from kamalpy.live_view import LiveView, Phase, phase_summary, render, run_summary, wanted
+from kamalpy.live_view import LiveView, Phase, colour_wanted, phase_summary, render, run_summary, wanted
 from kamalpy.output import Output
 from kamalpy.transport import SshSettings
 
@@ -260,3 +260,24 @@ def test_the_executor_reports_failed_hosts_and_abandoned_script_steps(tmp_path: 
     assert lines[0] == "Check..."
     assert re.fullmatch(r"  1/3 hosts done in \d\.\ds, slowest: .*; failed: 10\.0\.0\.2 \(10\.0\.0\.2: sh -c 'exit 3' "
                         r"exit status: 3\), 10\.0\.0\.3 \(10\.0\.0\.3: exit 4 exit status: 4.*\)", lines[1]), lines[1]
+
+
+def test_colours_on_a_terminal_unless_no_color() -> None:
+    phase = Phase("Boot", 0.0)
+    for host in hosts(3):
+        phase.start(host, host, "docker run", 0.0)
+    phase.finish("10.0.0.1", "10.0.0.1", 1.0)
+    phase.fail("10.0.0.2", "exit 1", 1.0)
+    plain = render(phase, 2.0, 80, 24)
+    painted = render(phase, 2.0, 80, 24, colour=True)
+    assert painted[0] == f"\x1b[1m{plain[0]}\x1b[0m"
+    assert [line[:5] for line in painted[1:]] == ["\x1b[32m", "\x1b[31m", "\x1b[33m"]  # done, failed, running
+    assert [line[5:-4] for line in painted] [1:] == plain[1:]
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert colour_wanted(Tty(), {"TERM": "xterm"}) is True
+    assert colour_wanted(Tty(), {"TERM": "xterm", "NO_COLOR": "1"}) is False
+    assert colour_wanted(io.StringIO(), {"TERM": "xterm"}) is False

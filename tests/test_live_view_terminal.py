@@ -83,7 +83,7 @@ def test_live_view_on_a_terminal_names_the_slowest_host(project: Path) -> None:
     assert status == 0, written
     assert "\x1b[" in written and re.search(r"\x1b\[\d+F\x1b\[J", written)  # redrawn in place
     assert re.search(r"Running 'echo hi' on [0-9., …]+: \d/6 hosts done, \d running", written)  # the live summary
-    assert f"> {SLOW} " in written  # the slow host's line while it runs
+    assert f"\x1b[33m> {SLOW} " in written  # the slow host's line while it runs, in colour
     assert " INFO [" not in written  # no per-command log
     terminal = FakeTerminal(WIDTH, HEIGHT)
     terminal.feed(written)
