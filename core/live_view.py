@@ -30,6 +30,7 @@ LIVE = "live"  # the name of this view in kamalpy_output_views
 LOCAL = "local"
 REFRESH = 0.2  # seconds between redraws of running hosts' times
 SLOWEST = 3  # hosts named at the end of a phase or run
+FAILED_NAMED = 5  # failed hosts named (with why) at the end of a phase
 CURSOR_UP_AND_CLEAR = "\x1b[{n}F\x1b[J"  # to the first column n lines up, then clear to the end of the screen
 
 
@@ -230,8 +231,10 @@ def phase_summary(phase: Phase) -> str | None:
     else:
         line = f"  {done}/{total} hosts done in {took}, slowest: {_named(phase.slowest(end), end)}"
     if failed:
-        line += "; failed: " + ", ".join(f"{s.host} ({_cut(s.failure or '', 80)})"
-                                         for s in phase.hosts.values() if s.failure is not None)
+        failures = [s for s in phase.hosts.values() if s.failure is not None]
+        line += "; failed: " + ", ".join(f"{s.host} ({_cut(s.failure or '', 80)})" for s in failures[:FAILED_NAMED])
+        if failed > FAILED_NAMED:
+            line += f" and {failed - FAILED_NAMED} more"  # the final error line names them all
     return line
 
 
@@ -295,7 +298,7 @@ class LiveView(Output):
             self._draw(throttled=self._phase.running)
 
     def host_failed(self, host: str, error: BaseException) -> None:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0].removeprefix(f"{host}: ")
         with self._view:
             self._phase.fail(host, reason, self._clock())
             self._draw(throttled=self._phase.running)

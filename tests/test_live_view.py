@@ -105,6 +105,13 @@ def test_a_finished_phase_names_its_slowest_and_failed_hosts() -> None:
     assert phase_summary(phase) == ("  4/5 hosts done in 5.0s, slowest: 10.0.0.5 5.0s, 10.0.0.4 4.0s, 10.0.0.3 3.0s;"
                                     " failed: 10.0.0.2 (exit 1)")
     assert phase_summary(Phase("Acquired the deploy lock", 0.0)) is None
+    for host in hosts(9)[5:]:
+        phase.fail(host, "unreachable", 12.0)
+    assert phase_summary(phase).endswith(  # type: ignore[union-attr]
+        "failed: 10.0.0.2 (exit 1), 10.0.0.6 (unreachable), 10.0.0.7 (unreachable), 10.0.0.8 (unreachable),"
+        " 10.0.0.9 (unreachable)")
+    phase.fail("10.0.0.10", "unreachable", 12.0)
+    assert phase_summary(phase).endswith("10.0.0.9 (unreachable) and 1 more")  # type: ignore[union-attr]
 
 
 def test_a_phase_of_local_commands_says_so() -> None:
@@ -159,13 +166,13 @@ def test_warnings_and_errors_print_as_lines_above_the_region() -> None:
     lines = screen.terminal.text().splitlines()
     assert lines[:2] == ["Boot...", "  WARN Retrying DNS for 10.0.0.3"]
     assert lines[2].startswith("Boot: 0/3 hosts done, 2 running, 1 failed")
-    assert lines[5].startswith("! 10.0.0.3") and lines[5].endswith("failed: 10.0.0.3: container unhealthy")
+    assert lines[5].startswith("! 10.0.0.3") and lines[5].endswith("failed: container unhealthy")  # no host twice
     for host in hosts(2):
         output.finish(host, tags[host], 1.0, 0)
     output.close()
     assert screen.terminal.text().splitlines()[2:] == [
         "  2/3 hosts done in 1.0s, slowest: 10.0.0.1 1.0s, 10.0.0.2 1.0s, 10.0.0.3 1.0s;"
-        " failed: 10.0.0.3 (10.0.0.3: container unhealthy)",
+        " failed: 10.0.0.3 (container unhealthy)",
         "Slowest hosts: 10.0.0.1 1.0s, 10.0.0.2 1.0s, 10.0.0.3 1.0s",
     ]
 
@@ -258,8 +265,8 @@ def test_the_executor_reports_failed_hosts_and_abandoned_script_steps(tmp_path: 
     output.close()
     lines = screen.terminal.text().splitlines()
     assert lines[0] == "Check..."
-    assert re.fullmatch(r"  1/3 hosts done in \d\.\ds, slowest: .*; failed: 10\.0\.0\.2 \(10\.0\.0\.2: sh -c 'exit 3' "
-                        r"exit status: 3\), 10\.0\.0\.3 \(10\.0\.0\.3: exit 4 exit status: 4.*\)", lines[1]), lines[1]
+    assert re.fullmatch(r"  1/3 hosts done in \d\.\ds, slowest: .*; failed: 10\.0\.0\.2 \(sh -c 'exit 3' "
+                        r"exit status: 3\), 10\.0\.0\.3 \(exit 4 exit status: 4.*\)", lines[1]), lines[1]
 
 
 def test_colours_on_a_terminal_unless_no_color() -> None:
