@@ -29,7 +29,7 @@ def config_command(as_json: bool) -> None:
 
 
 REGISTRY_HOOKS = ("kamalpy_builders", "kamalpy_registry_strategies", "kamalpy_proxy_drivers", "kamalpy_transports",
-                  "kamalpy_secret_adapters", "kamalpy_flow_steps")
+                  "kamalpy_secret_adapters", "kamalpy_flow_steps", "kamalpy_output_views")
 
 
 @command("plugins")

@@ -62,7 +62,7 @@ class Commander:
     def __init__(self, run: Run) -> None:
         self.run = run
         options = run.options
-        self.output = Output(verbose=options.verbose, quiet=options.quiet, dry_run=options.dry_run)
+        self.output = self._output()
         self.dry_run = options.dry_run
         self._specifics: Specifics | None = None
         self._executor: Executor | None = None
@@ -71,6 +71,15 @@ class Commander:
         self.started = time.monotonic()
         self._logged_in: set[str] = set()
         self._login_lock = threading.Lock()
+
+    def _output(self) -> Output:
+        """The Kamal-style line log, or on a terminal the ``live`` view a plugin offers (``kamalpy_output_views``)."""
+        from kamalpy.live_view import LIVE, wanted
+
+        options = self.run.options
+        kwargs = {"verbose": options.verbose, "quiet": options.quiet, "dry_run": options.dry_run}
+        view = self.run.hooks.output_views().get(LIVE) if wanted(**kwargs) else None
+        return view(**kwargs) if view is not None else Output(**kwargs)
 
     @property
     def config(self) -> Configuration:
@@ -230,5 +239,6 @@ class Commander:
         return self.on([self.primary_host], work)[self.primary_host]
 
     def close(self) -> None:
+        self.output.close()
         if self._executor is not None:
             self._executor.close()

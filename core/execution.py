@@ -103,8 +103,12 @@ class Session:
             ex.output.remote_output(self.host, tag, text)
 
         ex.count(self.host)
-        result = self._run(command, stdin, timeout or ex.command_timeout, show if ex.output.verbose else None,
-                           step=display)
+        try:
+            result = self._run(command, stdin, timeout or ex.command_timeout, show if ex.output.verbose else None,
+                               step=display)
+        except BaseException:
+            ex.output.abandon(self.host, [tag])
+            raise
         ex.output.finish(self.host, tag, time.monotonic() - started, result.exit_status, debug=quiet)
         if raise_on_non_zero and not result.ok:
             raise CommandFailed(result, shown_command=display)
@@ -163,13 +167,18 @@ class Session:
         started = time.monotonic()
         ex.count(self.host)
         step = shown[0] if len(shown) == 1 else f"{shown[0]} (and {len(shown) - 1} more)"
-        raw = self._run("\n".join(lines), stdin, ex.command_timeout, None, step=step)
+        try:
+            raw = self._run("\n".join(lines), stdin, ex.command_timeout, None, step=step)
+        except BaseException:
+            ex.output.abandon(self.host, tags)
+            raise
         seconds = time.monotonic() - started
         outs, errs = _split_steps(raw.stdout, marker), _split_steps(raw.stderr, marker)
         results: list[CommandResult] = []
         for index, (item, display, tag) in enumerate(zip(items, shown, tags, strict=True)):
             if index not in outs:
                 # No failing checked step came before (it would have raised): the shell itself died.
+                ex.output.abandon(self.host, tags[index:])
                 raise CommandFailed(CommandResult(self.host, display, raw.exit_status or 1, raw.stdout, raw.stderr),
                                     shown_command=display)
             status, out = outs[index]
@@ -180,6 +189,7 @@ class Session:
                 ex.output.remote_output(self.host, tag, out + result.stderr)
             ex.output.finish(self.host, tag, seconds, status, debug=quiet)
             if status != 0 and (isinstance(item, WriteFile) or item.check):
+                ex.output.abandon(self.host, tags[index + 1:])  # the steps after it never ran
                 raise CommandFailed(result, shown_command=display)
         return results
 
@@ -200,7 +210,11 @@ class Session:
         try:
             connection.upload(data, remote_path, mode)
         except TransportError as exc:
+            ex.output.abandon(self.host, [tag])
             raise exc.during(f"upload {remote_path}") from None
+        except BaseException:
+            ex.output.abandon(self.host, [tag])
+            raise
         ex.output.finish(self.host, tag, time.monotonic() - started, 0)
 
 
@@ -292,16 +306,24 @@ class Executor:
             return {}
         results: dict[str, T] = {}
         errors: dict[str, BaseException] = {}
+
+        def attempt(session: Session) -> T:
+            try:
+                return work(session)
+            except KamalpyError as exc:
+                self.output.host_failed(session.host, exc)  # as it happens, not when the group is done
+                raise
+
         if len(hosts) == 1 or self.dry_run:
             # Dry runs stay sequential so that their output order is stable.
             for host in hosts:
                 try:
-                    results[host] = work(Session(self, host))
+                    results[host] = attempt(Session(self, host))
                 except KamalpyError as exc:
                     errors[host] = exc
         else:
             with ThreadPoolExecutor(max_workers=len(hosts), thread_name_prefix="kamalpy-host") as pool:
-                futures = {host: pool.submit(work, Session(self, host)) for host in hosts}
+                futures = {host: pool.submit(attempt, Session(self, host)) for host in hosts}
                 for host, future in futures.items():
                     try:
                         results[host] = future.result()

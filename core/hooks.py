@@ -165,6 +165,10 @@ class Hooks:
         """``{name: transport class}``; the most recently registered plugin wins a name."""
         return self._registry("kamalpy_transports")
 
+    def output_views(self) -> dict[str, Any]:
+        """``{name: Output subclass}``: views of a run on a terminal; the most recent plugin wins a name."""
+        return self._registry("kamalpy_output_views")
+
     def proxy_drivers(self) -> dict[str, Any]:
         """``{name: proxy driver class}``; the most recently registered plugin wins a name."""
         return self._registry("kamalpy_proxy_drivers")

@@ -112,6 +112,20 @@ def kamalpy_transports() -> dict[str, Any]:
 
 
 @hookspec
+def kamalpy_output_views() -> dict[str, Any]:
+    """Offer views of a run's progress on a terminal by name.
+
+    Fires: once per command that talks to servers, only when stdout and stderr are a terminal and neither
+    ``-v``, ``-q`` nor ``--dry-run`` is given (otherwise the Kamal-style line log is used, unchanged).
+    Arguments: none.
+    Returns: ``{name: view_class}``; the class subclasses :class:`kamalpy.output.Output` and is created with
+    its keyword arguments (``verbose``, ``quiet``, ``dry_run``). The view named ``live`` is used; the built-in
+    one is :class:`kamalpy.live_view.LiveView`.
+    Not firstresult; when two plugins offer the same name, the override rule above decides.
+    """
+
+
+@hookspec
 def kamalpy_proxy_drivers() -> dict[str, Any]:
     """Offer proxy drivers (what routes traffic to the app containers on a server) by name.
 

@@ -15,6 +15,7 @@ import os
 import secrets
 import sys
 import threading
+from collections.abc import Iterable
 from typing import TextIO
 
 # SSHKit::Color's codes (a subset) and SSHKit::Formatter::Pretty's level colours.
@@ -119,6 +120,15 @@ class Output:
                 paint("failed", "red", on, bold=True)
             self._write(f"{self._prefix('DEBUG' if debug else '  INFO', tag, on)} Finished in {seconds:.3f} seconds "
                         f"with exit status {exit_status} ({state}).")
+
+    def abandon(self, host: str, tags: Iterable[str]) -> None:
+        """Commands that started and will not finish (steps after a failed one, a broken connection)."""
+
+    def host_failed(self, host: str, error: BaseException) -> None:
+        """A host's work ended with ``error`` (the run reports it at the end)."""
+
+    def close(self) -> None:
+        """The command is over (a view on a terminal sums up); the line log has nothing to add."""
 
     def dry_run(self, host: str, command: str, kind: str = "") -> None:
         prefix = f"{kind}\t" if kind else ""

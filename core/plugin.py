@@ -159,6 +159,7 @@ _LAZY = {
     "Configuration": "kamalpy.config.model",
     "current_run": "kamalpy.cli.base",
     "Commander": "kamalpy.commander",
+    "Output": "kamalpy.output",
 }
 
 __all__ = ["hookimpl", "ConfigKey", "CommandContext", "HookContext", "SecretAdapter", "FlowStep", "BootContext",

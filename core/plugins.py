@@ -61,6 +61,7 @@ BUILTIN_PLUGINS = (
     "secret_adapters.pass_store",
     "sandbox",
     "transport_paramiko",
+    "live_view",
 )
 
 

@@ -232,6 +232,7 @@ UNUSED_BY_FLOWS = {
     "sandbox": "the sandbox commands",
     "upgrade_commands": "the upgrade command (Kamal 1 to 2)",
     "transport_paramiko": "the transport: a dry run connects to nothing (a real run stops with 'Unknown transport')",
+    "live_view": "the output on a terminal: a dry run (and a pipe) always uses the line log",
     **{name: "a secret adapter the project does not use" for name in BUILTIN_PLUGINS
        if name.startswith("secret_adapters.")},
 }

@@ -59,6 +59,11 @@ class Run:
             self._commander = Commander(self)
         return self._commander
 
+    def end_output(self) -> None:
+        """The command is over: its output sums up (a live view ends before the CLI prints an error line)."""
+        if self._commander is not None:
+            self._commander.output.close()
+
     def close(self) -> None:
         """Close every connection this run opened."""
         if self._commander is not None:
