@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from kamalpy.output import Output, _flat
+from kamalpy.output import Output, _flat, colour_enabled
 
 LIVE = "live"  # the name of this view in kamalpy_output_views
 LOCAL = "local"
@@ -179,17 +179,6 @@ def _painted(lines: list[str]) -> list[str]:
     return painted
 
 
-def colour_wanted(stream: TextIO, environ: dict[str, str] | None = None) -> bool:
-    """Colours on a terminal unless ``NO_COLOR`` is set (no-color.org) or ``TERM`` is dumb."""
-    env = environ if environ is not None else os.environ
-    if env.get("NO_COLOR") or env.get("TERM") == "dumb":
-        return False
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
 def render(phase: Phase, now: float, width: int, height: int, colour: bool = False) -> list[str]:
     """The live region: the summary line, then one line per host, within ``width`` x ``height - 1``.
 
@@ -276,7 +265,7 @@ class LiveView(Output):
         self._last_draw = 0.0
         self._ticker: threading.Thread | None = None
         self._ticks = ticker  # tests draw on events only
-        self._colour_on = colour_wanted(self.stream)
+        self._colour_on = colour_enabled(self.stream)
 
     # -- what the executor reports -----------------------------------------------------------------
     def start(self, host: str, command: str, debug: bool = False) -> str:

@@ -12,8 +12,8 @@ from plugins import loopback_transport
 
 from kamalpy.errors import KamalpyError
 from kamalpy.execution import Executor, Session, Step
-from kamalpy.live_view import LiveView, Phase, colour_wanted, phase_summary, render, run_summary, wanted
-from kamalpy.output import Output
+from kamalpy.live_view import LiveView, Phase, phase_summary, render, run_summary, wanted
+from kamalpy.output import Output, colour_enabled
 from kamalpy.transport import SshSettings
 
 PULL = "docker pull registry.example.com:5000/acme/app:0123456789abcdef0123456789abcdef --platform linux/amd64"
@@ -269,7 +269,7 @@ def test_the_executor_reports_failed_hosts_and_abandoned_script_steps(tmp_path: 
                         r"exit status: 3\), 10\.0\.0\.3 \(exit 4 exit status: 4.*\)", lines[1]), lines[1]
 
 
-def test_colours_on_a_terminal_unless_no_color() -> None:
+def test_colours_on_a_terminal_unless_no_color(monkeypatch) -> None:
     phase = Phase("Boot", 0.0)
     for host in hosts(3):
         phase.start(host, host, "docker run", 0.0)
@@ -285,6 +285,9 @@ def test_colours_on_a_terminal_unless_no_color() -> None:
         def isatty(self) -> bool:
             return True
 
-    assert colour_wanted(Tty(), {"TERM": "xterm"}) is True
-    assert colour_wanted(Tty(), {"TERM": "xterm", "NO_COLOR": "1"}) is False
-    assert colour_wanted(io.StringIO(), {"TERM": "xterm"}) is False
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert colour_enabled(Tty()) is True
+    assert colour_enabled(io.StringIO()) is False
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert colour_enabled(Tty()) is False

@@ -45,14 +45,15 @@ def _env(project: Path) -> dict[str, str]:
     return env
 
 
-def run_in_terminal(project: Path, args: list[str]) -> tuple[int, str]:
-    """Run kamalpy with stdout and stderr on a pty of WIDTH x HEIGHT; its exit status and all it wrote."""
+def run_in_terminal(project: Path, args: list[str], **env: str) -> tuple[int, str]:
+    """Run kamalpy with stdout and stderr on a pty of WIDTH x HEIGHT (``env`` on top); its exit status and
+    all it wrote."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", HEIGHT, WIDTH, 0, 0))
     attrs = termios.tcgetattr(slave)
     attrs[1] &= ~termios.ONLCR  # keep "\n" as written, so that the bytes compare with a pipe's
     termios.tcsetattr(slave, termios.TCSANOW, attrs)
-    proc = subprocess.Popen([*KAMALPY, *args], cwd=project, env=_env(project), stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([*KAMALPY, *args], cwd=project, env={**_env(project), **env}, stdin=subprocess.DEVNULL,
                             stdout=slave, stderr=slave, start_new_session=True)
     os.close(slave)
     chunks, deadline = [], time.monotonic() + 60
@@ -116,7 +117,7 @@ def test_through_pipes_the_line_log_is_the_one_without_the_live_view(project: Pa
 
 def test_a_dry_run_on_a_terminal_is_byte_identical_to_the_pipe(project: Path) -> None:
     args = ["server", "exec", "--dry-run", "echo hi"]
-    status, written = run_in_terminal(project, args)
+    status, written = run_in_terminal(project, args, NO_COLOR="1")  # the same lines; colours: test_output_colour
     _, out, err = run_in_pipes(project, args)
     assert status == 0
     assert "\x1b" not in written
@@ -126,7 +127,7 @@ def test_a_dry_run_on_a_terminal_is_byte_identical_to_the_pipe(project: Path) ->
 
 
 def test_v_on_a_terminal_keeps_the_full_per_command_log(project: Path) -> None:
-    status, written = run_in_terminal(project, ["-v", *COMMAND])
+    status, written = run_in_terminal(project, ["-v", *COMMAND], NO_COLOR="1")
     assert status == 0
     assert len(re.findall(r"^  INFO \[[0-9a-f]{8}\] Running echo hi on 10\.0\.0\.\d$", written, re.M)) == 6
     assert not re.search(r"\x1b\[\d+F", written)
