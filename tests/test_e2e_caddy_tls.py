@@ -129,3 +129,56 @@ def test_https_with_acme_certificates_redirects_and_no_lost_request(project, peb
     assert project.running(first) == [f"{project.service}-web1-v1"]
     with pytest.raises((ssl.SSLError, OSError, socket.timeout)):
         project.https(first, extra)  # no certificate for the new name
+
+
+def _own_certificate(directory, name: str) -> tuple[str, str, str]:
+    """A throw-away CA and a certificate for ``name`` signed by it: ``(ca PEM, certificate PEM, key PEM)``."""
+    import subprocess
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=own test CA")
+    openssl("req", *ec, "-keyout", "key.pem", "-out", "cert.csr", "-subj", f"/CN={name}")
+    (directory / "san.ext").write_text(f"subjectAltName=DNS:{name}\n")
+    openssl("x509", "-req", "-in", "cert.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "cert.pem", "-days", "2", "-extfile", "san.ext")
+    return tuple((directory / f).read_text() for f in ("ca.pem", "cert.pem", "key.pem"))  # type: ignore[return-value]
+
+
+def test_own_certificate_from_secrets_on_every_server_under_https_load(sandbox, tmp_path):
+    """``ssl: {certificate_pem, private_key_pem}``: the certificate of the secrets on all three servers (Kamal
+    allows several servers with your own certificate), the key 0600 on each, no request lost on a deploy."""
+    (tmp_path / "pki").mkdir()
+    project = Project(tmp_path / "own", sandbox)
+    ca, cert, key = _own_certificate(tmp_path / "pki", project.domain)
+    project.SECRETS = (key.splitlines()[1],)  # a line of the private key must never be printed
+    escaped = {name: pem.strip().replace("\n", "\\n") for name, pem in (("CERT_PEM", cert), ("KEY_PEM", key))}
+    (project.root / ".kamal" / "secrets").write_text(
+        "DB_PASSWORD=zero-downtime\n" + "".join(f'{name}="{pem}"\n' for name, pem in escaped.items()))
+    project.config["proxy"]["ssl"] = {"certificate_pem": "CERT_PEM", "private_key_pem": "KEY_PEM"}
+    project.rewrite()
+    try:
+        project.ok("setup", "-P", "--version", "v1")
+        context = ssl.create_default_context(cadata=ca)
+        for host in project.hosts:
+            conn = HTTPSConnection(host, HTTPS_PORT, project.domain, context, 10)
+            conn.request("GET", "/version", headers={"Host": project.domain})
+            assert conn.getresponse().read().decode().strip() == "v1"  # verified: our CA, our name
+            conn.close()
+            mode = sandbox.ssh(host, f"stat -c %a .kamal/caddy/tls/{project.service}-web/key.pem").stdout.strip()
+            assert mode == "600"
+        loads = [Load(f"https://{host}:{HTTPS_PORT}/version", host=project.domain, tls=context,
+                      max_requests=100_000, max_seconds=240).start() for host in project.hosts]
+        try:
+            assert all(load.wait_for(100) for load in loads)
+            before = [load.requests for load in loads]
+            project.ok("deploy", "-P", "--version", "v2")
+            for load, start in zip(loads, before, strict=True):
+                load.wait_for(max(start + REQUESTS_PER_SERVER // 2, load.requests + 200))
+        finally:
+            results = [load.stop() for load in loads]
+        assert_no_failure(results, "v2")
+    finally:
+        project.cleanup()

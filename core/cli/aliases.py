@@ -74,6 +74,8 @@ def check_alias(name: str, aliases: Mapping[str, str], root: click.Group, ctx: c
         command.make_context(parent.info_name, [*options, *rest], parent=parent.parent)
     except click.MissingParameter:
         pass  # the extra arguments of the command line come after the alias's words
+    except click.NoSuchOption as exc:  # worded by us: click's wording of it changed between releases
+        raise KamalpyError(f"aliases/{name}: {aliases[name]!r}: No such option '{exc.option_name}'.") from None
     except click.UsageError as exc:
         raise KamalpyError(f"aliases/{name}: {aliases[name]!r}: {exc.format_message()}") from None
 
