@@ -8,10 +8,12 @@ on the canary only, and the two other hosts never switch.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -94,6 +96,38 @@ def test_docs_describe_the_key(site, tmp_path):
     result = run_kamalpy("docs", "canary", cwd=tmp_path, env={"PYTHONPATH": str(site), "KAMALPY_PLUGINS": ""})
     assert result.code == 0, result.err
     assert "max_error_rate" in result.out
+
+
+@pytest.fixture
+def canary_module(site, monkeypatch):
+    monkeypatch.syspath_prepend(str(site))
+    import kamalpy_canary.plugin as module
+
+    return module
+
+
+def test_the_watch_script_counts_failed_requests_through_a_server(canary_module):
+    """The shell loop the watch runs on the canary host, here against a local server: /up 200, /version 404."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server name
+            self.send_response(200 if self.path == "/up" and self.headers["Host"] == "app.test" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        script = canary_module.watch_script(base, "app.test", "/version", "/up", 0, 5)
+        done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
+    finally:
+        server.shutdown()
+    sample = canary_module.Sample.parse(done.stdout)
+    assert (sample.ok, sample.health_failed) == (0, 0)
+    assert sample.failed == sample.health_ok >= 5  # min_requests samples even with a watch of 0 s
+    assert sample.error_rate == 0.5
 
 
 # ----- end to end: 3 sandbox servers, the caddy driver, load through every proxy -----

@@ -100,7 +100,12 @@ def kamalpy_boot_app(boot: BootContext) -> Generator[None, Any, Any]:
     output.say(f"Watching the canary {', '.join(canaries)} for {chosen['watch']}s "
                f"(sample requests to {chosen['path']} and {chosen['health_path']} through the proxy)...")
     if not commander.dry_run:
-        samples = commander.on(canaries, lambda session: _watch(session, boot, chosen))
+        try:
+            samples = commander.on(canaries, lambda session: _watch(session, boot, chosen))
+        except KamalpyError as error:  # the watch itself failed: do not leave an unwatched canary behind
+            _roll_back(boot, canaries, previous)
+            raise KamalpyError(f"canary: the watch failed, the canaries run the previous version again: {error}") \
+                from error
         bad = {host: s for host, s in samples.items() if s.error_rate > chosen["max_error_rate"]}
         for host, sample in samples.items():
             output.say(f"Canary {host}: {sample.describe()}")
@@ -135,6 +140,13 @@ def _boot_canaries(boot: BootContext, canaries: list[str]) -> dict[str, dict[str
             boot.boot_role(session, role)
         return previous
 
+    def curl(session: Any) -> None:
+        if any(proxy_target(r) for r in _roles(boot, session.host)) and not session.execute(
+                "command -v curl", raise_on_non_zero=False, quiet=True).ok:
+            raise KamalpyError(f"{session.host}: canary: curl is not installed: the watch cannot sample requests")
+
+    if not boot.commander.dry_run:  # the watch samples with curl: refuse before anything changes
+        boot.commander.on(canaries, curl)
     boot.run_hook("pre-app-boot", canaries)
     previous = boot.commander.on(canaries, per_host)
     boot.run_hook("post-app-boot", canaries)
@@ -163,7 +175,6 @@ def watch_script(base: str, host: str, path: str, health_path: str, seconds: flo
                 f"-H {shlex.quote('Host: ' + host)} {shlex.quote(base + url_path)}")
 
     return (
-        "command -v curl >/dev/null || { echo 'canary: curl is not installed on this host' >&2; exit 3; }; "
         f"start=$(date +%s); end=$((start + {int(seconds + 0.999)})); hard=$((end + 60)); "
         "ok=0; bad=0; hok=0; hbad=0; "
         "while now=$(date +%s); [ $now -lt $hard ] && "
@@ -184,8 +195,6 @@ def _watch(session: Any, boot: BootContext, chosen: dict[str, Any]) -> Sample:
         script = watch_script(*target, chosen["path"], chosen["health_path"], chosen["watch"], chosen["min_requests"])
         result = session.execute(f"sh -c {shlex.quote(script)}", raise_on_non_zero=False,
                                  timeout=chosen["watch"] + 120)
-        if result.exit_status == 3:
-            raise KamalpyError(f"{session.host}: canary: curl is not installed: the watch cannot sample requests")
         found = Sample.parse(result.stdout)
         total = Sample(total.ok + found.ok, total.failed + found.failed, total.health_ok + found.health_ok,
                        total.health_failed + found.health_failed)
