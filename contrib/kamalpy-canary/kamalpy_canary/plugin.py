@@ -207,23 +207,21 @@ def _roll_back(boot: BootContext, canaries: list[str], previous: dict[str, dict[
     config = boot.commander.config
     new_version = config.version
     boot.commander.output.say(f"Canary failed, booting the previous version on {', '.join(canaries)} again")
-
-    def per_host(session: Any) -> None:
-        for role in _roles(boot, session.host):
-            old = previous.get(session.host, {}).get(role.name)
-            if old and old != new_version:
-                _boot_version(boot, session, role, old)
-
+    olds = sorted({v for host in canaries for v in previous.get(host, {}).values() if v and v != new_version})
     try:
-        boot.commander.on(canaries, per_host)
+        # boot_role boots the run's version (config.version), as Kamal's rollback sets it first: one version
+        # at a time, so that hosts booted side by side never see another's.
+        for old in olds:
+            config.version = old
+
+            def per_host(session: Any, old: str = old) -> None:
+                for role in _roles(boot, session.host):
+                    if previous.get(session.host, {}).get(role.name) == old:
+                        boot.boot_role(session, role)
+
+            boot.commander.on(canaries, per_host)
     finally:
         config.version = new_version
-
-
-def _boot_version(boot: BootContext, session: Any, role: Any, version: str) -> None:
-    # BootContext.boot_role boots the run's version (config.version), as Kamal's rollback sets it first.
-    boot.commander.config.version = version
-    boot.boot_role(session, role)
 
 
 def _failure(boot: BootContext, bad: dict[str, Sample], previous: dict[str, dict[str, str]], rest: list[str],
