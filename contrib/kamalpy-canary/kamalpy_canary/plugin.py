@@ -16,8 +16,6 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
-# Kamal's own `docker ps` for the running version (the command kamalpy's boot and rollback use).
-from kamalpy.commands import app as app_commands
 from kamalpy.plugin import BootContext, ConfigKey, KamalpyError, hookimpl
 
 KEY = "canary"
@@ -135,8 +133,7 @@ def _boot_canaries(boot: BootContext, canaries: list[str]) -> dict[str, dict[str
     def per_host(session: Any) -> dict[str, str]:
         previous = {}
         for role in _roles(boot, session.host):
-            running = session.capture(app_commands.current_running_version(role), raise_on_non_zero=False)
-            previous[role.name] = running.strip()
+            previous[role.name] = boot.running_version(session, role) or ""
             boot.boot_role(session, role)
         return previous
 
