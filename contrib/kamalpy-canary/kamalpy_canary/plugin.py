@@ -71,6 +71,10 @@ class Sample:
             raise KamalpyError(f"canary: unexpected watch output {output.strip()[-200:]!r}")
         return cls(*(int(n) for n in numbers))
 
+    def __add__(self, other: Sample) -> Sample:
+        return Sample(self.ok + other.ok, self.failed + other.failed, self.health_ok + other.health_ok,
+                      self.health_failed + other.health_failed)
+
     def describe(self) -> str:
         return (f"{self.failed + self.health_failed} of {self.requests} sampled requests failed "
                 f"({self.error_rate:.1%}; health path: {self.health_failed} of {self.health_ok + self.health_failed})")
@@ -104,9 +108,9 @@ def kamalpy_boot_app(boot: BootContext) -> Generator[None, Any, Any]:
             _roll_back(boot, canaries, previous)
             raise KamalpyError(f"canary: the watch failed, the canaries run the previous version again: {error}") \
                 from error
-        bad = {host: s for host, s in samples.items() if s.error_rate > chosen["max_error_rate"]}
         for host, sample in samples.items():
-            output.say(f"Canary {host}: {sample.describe()}")
+            output.say(f"Canary {host}: {sample.describe() if sample else 'no role behind the proxy, nothing sampled'}")
+        bad = {host: s for host, s in samples.items() if s and s.error_rate > chosen["max_error_rate"]}
         if bad:
             _roll_back(boot, canaries, previous)
             raise CanaryFailed(_failure(boot, bad, previous, rest, chosen))
@@ -183,8 +187,9 @@ def watch_script(base: str, host: str, path: str, health_path: str, seconds: flo
     )
 
 
-def _watch(session: Any, boot: BootContext, chosen: dict[str, Any]) -> Sample:
-    total = Sample()
+def _watch(session: Any, boot: BootContext, chosen: dict[str, Any]) -> Sample | None:
+    """What the samples through the proxy saw on the session's host; None when no role there is behind it."""
+    total = None
     for role in _roles(boot, session.host):
         target = proxy_target(role)
         if target is None:
@@ -193,8 +198,7 @@ def _watch(session: Any, boot: BootContext, chosen: dict[str, Any]) -> Sample:
         result = session.execute(f"sh -c {shlex.quote(script)}", raise_on_non_zero=False,
                                  timeout=chosen["watch"] + 120)
         found = Sample.parse(result.stdout)
-        total = Sample(total.ok + found.ok, total.failed + found.failed, total.health_ok + found.health_ok,
-                       total.health_failed + found.health_failed)
+        total = found if total is None else total + found
     return total
 
 
