@@ -89,7 +89,8 @@ def boot(commander: Commander, version: str | None = None,
         _prepare(commander, hosts)
         # How the new containers replace the old ones: the kamalpy_boot_app hook (built in: boot_rolling).
         context = BootContext(commander, config.version, hosts,
-                              role_boot=lambda s, r, b=None: RoleBoot(commander, s, r, b).run())
+                              role_boot=lambda s, r, b=None: RoleBoot(commander, s, r, b).run(),
+                              role_version=running_version)
         if not commander.run.hooks.boot_app(context):
             raise KamalpyError(NO_BOOT)
         record = commander.audit(f"Tagging {config.absolute_image} as the latest image")
@@ -97,6 +98,11 @@ def boot(commander: Commander, version: str | None = None,
         results = commander.on(hosts, lambda s: s.script([record,
                                                           app_commands.tag_latest_image(config), *steps]))
         return {host: found[2:] for host, found in results.items()}
+
+
+def running_version(session: Session, role: Role) -> str | None:
+    """The version of the role's running container on the session's host; None when none runs."""
+    return session.capture(app_commands.current_running_version(role), raise_on_non_zero=False).strip() or None
 
 
 def require_boot(commander: Commander) -> None:

@@ -175,8 +175,8 @@ def kamalpy_boot_app(boot: BootContext) -> bool | None:
     Fires: in ``app boot``, ``deploy``, ``redeploy``, ``setup`` and ``rollback``, under the deploy lock,
     after the error pages, certificates and assets were put in place, before the final ``docker tag``.
     Arguments: ``boot``, a :class:`kamalpy.plugin.BootContext` (``commander``, ``version``, ``hosts``,
-    ``boot_role(session, role)`` that replaces one role's container on one host, ``run_hook(name,
-    hosts)`` for the pre/post-app-boot moments).
+    ``boot_role(session, role)`` that replaces one role's container on one host, ``running_version(session,
+    role)`` that says which version runs there, ``run_hook(name, hosts)`` for the pre/post-app-boot moments).
     Returns: True once booted, or None to let the next plugin do it. The built-in ``boot_rolling``
     does Kamal's rolling boot: boot groups (``boot.limit``/``boot.wait``), the primary-role barrier
     and ``boot.parallel_roles``.

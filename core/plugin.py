@@ -117,6 +117,7 @@ class BootContext:
     hosts: list[str]
     """The selected app hosts, in order."""
     role_boot: Callable[..., None] = field(repr=False, default=lambda *a, **k: None)
+    role_version: Callable[..., str | None] = field(repr=False, default=lambda *a, **k: None)
 
     def roles_on(self, host: str) -> list[Any]:
         """The selected roles of ``host``."""
@@ -127,6 +128,11 @@ class BootContext:
         start the new one (env file, ``docker run``), let the proxy switch to it once healthy (or wait until
         Docker reports it ready), then stop the old one. Raises :class:`BootError` when it never gets healthy."""
         self.role_boot(session, role, barrier)
+
+    def running_version(self, session: Any, role: Any) -> str | None:
+        """The version of ``role``'s running container on the session's host (Kamal's ``docker ps``), None when
+        none runs: what a plugin boots back after a failed canary."""
+        return self.role_version(session, role)
 
     def run_hook(self, name: str, hosts: list[str]) -> None:
         """Fire a Kamal hook moment (``pre-app-boot``, ``post-app-boot``) for ``hosts``."""

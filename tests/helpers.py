@@ -135,3 +135,15 @@ def sshd_project(root: Path, pre_connect_hook: str | None = None) -> Iterator[Pa
         yield proj
     finally:
         os.kill(pid, signal.SIGTERM)
+
+
+def pip_install_target(source: Path, root: Path) -> Path:
+    """pip-install the distribution at ``source`` into ``root/site`` (use it as PYTHONPATH), never into a venv.
+
+    A copy is installed so pip's build/ and egg-info/ land in ``root``, not in the source tree."""
+    copy = root / "src"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    target = root / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(copy)], check=True, capture_output=True, text=True)
+    return target

@@ -81,8 +81,8 @@ def _sandbox(sandbox_spec, count):
     from kamalpy.builtin_plugins.sandbox.handle import Sandbox
 
     current = lifecycle.status(sandbox_spec)
-    # A sandbox made by an older kamalpy lacks newer images (app v3): make it again.
-    if current and current["ok"] and len(current["servers"]) >= count and "app_v3" in (current.get("images") or {}):
+    # A sandbox made by an older kamalpy lacks newer images (app v4): make it again.
+    if current and current["ok"] and len(current["servers"]) >= count and "app_v4" in (current.get("images") or {}):
         yield Sandbox.load(sandbox_spec)  # brought up by hand: reuse, and leave it up
         return
     if current is not None:

@@ -36,8 +36,9 @@ from kamalpy.builtin_plugins.sandbox.state import SandboxError, Spec
 from kamalpy.commands.layout import PROXY_IMAGE_DEFAULT
 from kamalpy.commands.proxy import MINIMUM_VERSION
 
-APP_VERSIONS = ("v1", "v2", "v3")
+APP_VERSIONS = ("v1", "v2", "v3", "v4")
 UNHEALTHY_VERSIONS = ("v3",)
+FAILING_VERSIONS = ("v4",)  # /up answers ok, every other request 404: passes the health check, fails real traffic
 CADDY_CONFIG = '{"admin": {"listen": "0.0.0.0:2019"}}\n'  # admin API on every interface: no Host checks
 # The local registry image's config: Debian's /etc/docker/registry/config.yml without its htpasswd auth
 # (a local registry is reached through the loopback and SSH forwards only), storage where registry:3 keeps it.
@@ -75,6 +76,7 @@ def names(spec: Spec, caddy_version: str) -> dict[str, str]:
         "app": f"{reg}/sandbox-app:v1",
         "app_v2": f"{reg}/sandbox-app:v2",
         "app_v3": f"{reg}/sandbox-app:v3",
+        "app_v4": f"{reg}/sandbox-app:v4",
         "caddy": f"{reg}/caddy:{caddy_version}",
         "kamal_proxy": kamal_proxy_image(spec),
         "registry": registry_image(spec),
@@ -357,8 +359,10 @@ def _build_app(env: dict[str, str], base: str, tag: str, version: str) -> None:
         Path(context, "Dockerfile").write_text(package.joinpath("files/app.Dockerfile").read_text())
         Path(context, "app-start.sh").write_text(package.joinpath("files/app-start.sh").read_text())
         healthy = "0" if version in UNHEALTHY_VERSIONS else "1"
+        serving = "0" if version in FAILING_VERSIONS else "1"
         system.run(["docker", "build", "-q", "--build-arg", f"BASE={base}", "--build-arg", f"VERSION={version}",
-                    "--build-arg", f"HEALTHY={healthy}", "-t", tag, context], env=env, timeout=300)
+                    "--build-arg", f"HEALTHY={healthy}", "--build-arg", f"SERVING={serving}", "-t", tag, context],
+                   env=env, timeout=300)
 
 
 def _build_kamal_proxy(env: dict[str, str], base: str, tag: str) -> None:
@@ -410,9 +414,10 @@ def build_and_push(env: dict[str, str], images: dict[str, str], auth: tuple[str,
             lambda: _build_app(env, images["busybox"], images["app"], APP_VERSIONS[0]),
             lambda: _build_app(env, images["busybox"], images["app_v2"], APP_VERSIONS[1]),
             lambda: _build_app(env, images["busybox"], images["app_v3"], APP_VERSIONS[2]),
+            lambda: _build_app(env, images["busybox"], images["app_v4"], APP_VERSIONS[3]),
             lambda: _build_kamal_proxy(env, images["busybox"], images["kamal_proxy"]),
         ])
-        push(images["app"], images["app_v2"], images["app_v3"], images["kamal_proxy"])
+        push(images["app"], images["app_v2"], images["app_v3"], images["app_v4"], images["kamal_proxy"])
 
     def caddy() -> None:  # the big one (40 MB, its push compresses it): runs beside the others
         _import(env, images["caddy"], [
