@@ -154,9 +154,10 @@ def test_own_certificate_from_secrets_on_every_server_under_https_load(sandbox, 
     project = Project(tmp_path / "own", sandbox)
     ca, cert, key = _own_certificate(tmp_path / "pki", project.domain)
     project.SECRETS = (key.splitlines()[1],)  # a line of the private key must never be printed
-    escaped = {name: pem.strip().replace("\n", "\\n") for name, pem in (("CERT_PEM", cert), ("KEY_PEM", key))}
+    # Multi-line values in double quotes, as dotenv reads them (a "\n" escape stays two characters there).
     (project.root / ".kamal" / "secrets").write_text(
-        "DB_PASSWORD=zero-downtime\n" + "".join(f'{name}="{pem}"\n' for name, pem in escaped.items()))
+        "DB_PASSWORD=zero-downtime\n" + "".join(f'{name}="{pem.strip()}"\n'
+                                                 for name, pem in (("CERT_PEM", cert), ("KEY_PEM", key))))
     project.config["proxy"]["ssl"] = {"certificate_pem": "CERT_PEM", "private_key_pem": "KEY_PEM"}
     project.rewrite()
     try:
