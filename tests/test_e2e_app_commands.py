@@ -151,7 +151,7 @@ def test_logs_follow_streams_and_ends_quietly_on_ctrl_c(app):
     import time
 
     marker = f"followed-{secrets.token_hex(4)}"
-    proc = subprocess.Popen([KAMALPY, "app", "logs", "-f"], cwd=app.root, env={**os.environ, **app.env},
+    proc = subprocess.Popen([KAMALPY, "app", "logs", "-f"], cwd=app.root, env={**os.environ, **app.env()},
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
