@@ -16,7 +16,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import Result, run_kamalpy
+from test_e2e_deploy_caddy import ADMIN_PORT, HTTP_PORT, HTTPS_PORT
 
 pytestmark = pytest.mark.sandbox
 
@@ -34,6 +36,11 @@ class Stack:
             path = root / name
             text = path.read_text().replace(DEFAULT_PREFIX, prefix)
             path.write_text(text.replace(DEFAULT_DIR, str(sandbox.spec.dir)))
+        # Ports of their own (as the caddy tests use): the kamal-proxy stand-in of other tests may hold 80 and 443.
+        config = yaml.safe_load((root / "config/deploy.yml").read_text())
+        config["proxy"]["run"].update(http_port=HTTP_PORT, https_port=HTTPS_PORT)
+        config["proxy"]["caddy"] = {"admin_port": ADMIN_PORT}
+        (root / "config/deploy.yml").write_text(yaml.safe_dump(config, sort_keys=False))
         self.hosts = list(sandbox.hosts)[:3]
         subprocess.run([*GIT, "init", "-q"], cwd=root, check=True)
         self.commit("v1")
@@ -52,7 +59,7 @@ class Stack:
 
     def request(self, host: str, path: str, note: dict | None = None) -> tuple[int, str]:
         data = json.dumps(note).encode() if note is not None else None
-        request = urllib.request.Request(f"http://{host}{path}", data=data, headers={"Host": "stack.test"})
+        request = urllib.request.Request(f"http://{host}:{HTTP_PORT}{path}", data=data, headers={"Host": "stack.test"})
         with urllib.request.urlopen(request, timeout=20) as response:
             return response.status, response.read().decode().strip()
 
