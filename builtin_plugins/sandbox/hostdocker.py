@@ -17,6 +17,9 @@ from kamalpy.builtin_plugins.sandbox.state import Spec
 SOCKET = Path("/var/run/docker.sock")
 LOG = Path("/var/log/kamalpy-dockerd.log")
 START_TIMEOUT = 60  # seconds; a loaded 2-core CI machine is slow
+# Sandboxes with other prefixes and subnets (benchmarks, parallel test sessions) share this one dockerd,
+# and whichever starts it first decides what it trusts: trust the range they are usually given as well.
+SHARED_SUBNETS = "10.192.0.0/10"
 
 
 def client_env(spec: Spec, sock: Path = SOCKET) -> dict[str, str]:
@@ -36,7 +39,9 @@ def start(spec: Spec, mtu: int) -> int | None:
         return None
     if _host_dockerd_pids():  # one is starting (another test run?): a second would fail on the pid file
         return None
-    return system.spawn_daemon(["dockerd", "--insecure-registry", spec.subnet, "--mtu", str(mtu)], LOG)
+    subnets = dict.fromkeys([spec.subnet, SHARED_SUBNETS])
+    trusted = [arg for subnet in subnets for arg in ("--insecure-registry", subnet)]
+    return system.spawn_daemon(["dockerd", *trusted, "--mtu", str(mtu)], LOG)
 
 
 def _host_dockerd_pids() -> set[int]:
