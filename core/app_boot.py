@@ -167,11 +167,10 @@ def _boot_group(boot: BootContext, hosts: list[str], barrier: Barrier | None) ->
 # ----- before booting: the proxy's checks, error pages, custom certificates, assets -----
 
 def _preflight(commander: Commander, hosts: list[str]) -> None:
-    driver = commander.proxy
-    if not driver.preflight_needed:
-        return
+    """The proxy driver's read-only checks on the hosts with a proxied role (none: the driver is not asked)."""
     proxied = [h for h in hosts if any(r.running_proxy for r in commander.specifics.roles_on(h))]
-    commander.on(proxied, driver.preflight)
+    if proxied and commander.proxy.preflight_needed:
+        commander.on(proxied, commander.proxy.preflight)
 
 
 def _prepare(commander: Commander, hosts: list[str]) -> None:
