@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import assert_no_connection, dry_run_environment, run_kamalpy, write_project
+from helpers import assert_no_connection, dry_run_environment, pip_install_target, run_kamalpy, write_project
 
 CONTRIB = Path(__file__).resolve().parents[1] / "contrib" / "kamalpy-registry-ecr"
 SERVER = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
@@ -38,13 +35,7 @@ cat >> "{log}/docker.stdin"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ecr-dist")
-    source = root / "src"
-    shutil.copytree(CONTRIB, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    target = root / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(source)], check=True, capture_output=True, text=True)
-    return target
+    return pip_install_target(CONTRIB, tmp_path_factory.mktemp("ecr-dist"))
 
 
 @pytest.fixture

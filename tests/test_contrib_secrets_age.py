@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import MINIMAL, run_kamalpy, write_project
+from helpers import MINIMAL, pip_install_target, run_kamalpy, write_project
 
 from kamalpy.cli.main import main
 
@@ -51,13 +50,7 @@ PARSED = {
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The distribution installed into its own directory (built from a copy of the source)."""
-    root = tmp_path_factory.mktemp("age-dist")
-    source = root / "src"
-    shutil.copytree(CONTRIB, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    target = root / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(source)], check=True, capture_output=True, text=True)
-    return target
+    return pip_install_target(CONTRIB, tmp_path_factory.mktemp("age-dist"))
 
 
 @pytest.fixture
