@@ -424,12 +424,18 @@ def probe(config: Configuration, role: Role, container: str, *, deadline: int | 
     interval, timeout, seconds = _probe_timing(config, role, deadline, DEFAULT_SERVER_PROBE_INTERVAL)
     proxy = role.proxy
     url = f'"http://$ip:{proxy.app_port if proxy else DEFAULT_HTTP_PORT}{health_path(role)}"'
-    address = docker("inspect", "--format", shell_quote_single(
-        f'{{{{with index .NetworkSettings.Networks "{NETWORK}"}}}}{{{{.IPAddress}}}}{{{{end}}}}'), container)
     # One shell line as the command's single part: sent as it is (see base.render).
-    return [f"ip=$({join(address)}) && [ -n \"$ip\" ] || exit 1; end=$(($(date +%s)+{seconds})); "
+    return [_address_and_deadline(container, seconds) +
             f"until curl --silent --fail --max-time {timeout} -o /dev/null {url}; do "
             f'[ "$(date +%s)" -lt "$end" ] || exit 1; sleep {interval}; done']
+
+
+def _address_and_deadline(container: str, seconds: int) -> str:
+    """The start of a server-side wait: ``$ip``, the container's address on the ``kamal`` network (exit 1
+    without one), and ``$end``, ``seconds`` from now."""
+    address = docker("inspect", "--format", shell_quote_single(
+        f'{{{{with index .NetworkSettings.Networks "{NETWORK}"}}}}{{{{.IPAddress}}}}{{{{end}}}}'), container)
+    return f'ip=$({join(address)}) && [ -n "$ip" ] || exit 1; end=$(($(date +%s)+{seconds})); '
 
 
 def container_probe(config: Configuration, role: Role, container: str, *, deadline: int | None = None) -> Command:
@@ -602,16 +608,14 @@ def _replace_entry(app: dict[str, Any], section: str, key: str, new: Mapping[str
 
 def wait_for_certificates(config: Configuration, role: Role, deadline: int | None = None) -> Command:
     """Until Caddy completes a TLS handshake for each of the role's hosts (it holds a certificate: Caddy has
-    none to offer before), else
-    exit 1 printing the host that has none. Asked at the proxy's address on the ``kamal`` network, port 443.
+    none to offer before), else exit 1 printing the host that has none. Asked at the proxy's address on the
+    ``kamal`` network, port 443.
     """
     seconds = deadline if deadline is not None else config.deploy_timeout
-    address = docker("inspect", "--format", shell_quote_single(
-        f'{{{{with index .NetworkSettings.Networks "{NETWORK}"}}}}{{{{.IPAddress}}}}{{{{end}}}}'), CONTAINER)
     hosts = " ".join(shell_quote_single(h) for h in (role.proxy.hosts if role.proxy else []))
     # curl's time_appconnect is 0.000000 until a TLS handshake completes; the request itself may hang (on a
     # first deploy no container holds the alias yet), so only the handshake counts.
-    return [f"ip=$({join(address)}) && [ -n \"$ip\" ] || exit 1; end=$(($(date +%s)+{seconds})); "
+    return [_address_and_deadline(CONTAINER, seconds) +
             f"for h in {hosts}; do until t=$(curl --silent --insecure --max-time 2 -o /dev/null "
             f"-w '%{{time_appconnect}}' --resolve \"$h:{DEFAULT_HTTPS_PORT}:$ip\" \"https://$h/\"); "
             f'case "$t" in ""|0.000000) false;; esac; do '
