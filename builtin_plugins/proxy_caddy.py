@@ -130,11 +130,15 @@ class CaddyDriver(ProxyDriver):
             return
         # One round trip: wait until healthy, join the alias, check it again at its new address, read routes.
         first, second = self._probes(role, container)
+        # Both servers' routes are read: a role that dropped ``ssl`` still has a route on the TLS server.
         steps = [first, *caddy.join_alias(role, container), second,
-                 Step(caddy.admin(self.config, "GET", caddy.routes_path()), check=False)]
+                 Step(caddy.admin(self.config, "GET", caddy.SERVERS_PATH), check=False)]
         results = self._checked(session, role, container, steps, first, second)
-        routes = self._routes(session, results[-1])
+        servers = self._servers(session, results[-1])
+        routes = caddy.server_routes(servers, caddy.SERVER)
         self._put_route(session, routes, self._wanted_route(role, routes, caddy.route(role)))
+        if any(r.get("@id") == caddy.tls_route_id(role) for r in caddy.server_routes(servers, caddy.TLS_SERVER)):
+            self._drop_tls(session, role)
         self._switch_wait(session)
 
     def _probes(self, role: Role, container: str) -> tuple[Any, Any]:
@@ -245,13 +249,17 @@ class CaddyDriver(ProxyDriver):
     def remove_app(self, session: Session, role: Role) -> None:
         self._admin(session, "DELETE", caddy.id_path(caddy.route_id(role)), missing_ok=True)
         if caddy.uses_tls(role):
-            self._admin(session, "DELETE", caddy.id_path(caddy.tls_route_id(role)), missing_ok=True)
-            current = self._json(session, session.execute(caddy.admin(self.config, "GET", caddy.TLS_APP_PATH),
-                                                          raise_on_non_zero=False))
-            wanted = caddy.tls_app(current, role, policy=None, certificate=None)
-            if current is not None and wanted != current:
-                self._admin(session, "POST", caddy.TLS_APP_PATH, wanted)
-            session.execute(["rm", "-rf", caddy.certificate_directory(role)])
+            self._drop_tls(session, role)
+
+    def _drop_tls(self, session: Session, role: Role) -> None:
+        """The role's route on the TLS server, its policy and certificate files: gone."""
+        self._admin(session, "DELETE", caddy.id_path(caddy.tls_route_id(role)), missing_ok=True)
+        current = self._json(session, session.execute(caddy.admin(self.config, "GET", caddy.TLS_APP_PATH),
+                                                      raise_on_non_zero=False))
+        wanted = caddy.tls_app(current, role, policy=None, certificate=None)
+        if current is not None and wanted != current:
+            self._admin(session, "POST", caddy.TLS_APP_PATH, wanted)
+        session.execute(["rm", "-rf", caddy.certificate_directory(role)])
 
     # ----- accessories: routed like a role whose alias is the accessory's service name -----
 
@@ -300,6 +308,13 @@ class CaddyDriver(ProxyDriver):
         if session.executor.dry_run:
             return []
         return caddy.parse_routes(self._answer(session, "GET", caddy.routes_path(server=server), result))
+
+    def _servers(self, session: Session, result: CommandResult) -> dict[str, Any]:
+        """Caddy's HTTP servers by name (a ``GET`` of :data:`caddy.SERVERS_PATH`); a failed read raises."""
+        if session.executor.dry_run:
+            return {}
+        found = json.loads(self._answer(session, "GET", caddy.SERVERS_PATH, result) or "null")
+        return found if isinstance(found, dict) else {}
 
     @staticmethod
     def _json(session: Session, result: CommandResult) -> Any:

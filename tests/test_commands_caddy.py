@@ -311,6 +311,14 @@ def routes_answer(*routes: dict) -> str:
     return json.dumps(list(routes)) + "\n@@status:200"
 
 
+def servers_answer(*routes: dict, tls: tuple[dict, ...] = ()) -> str:
+    """A ``GET`` of Caddy's HTTP servers (what a deploy reads): the HTTP server's routes, the TLS server's."""
+    servers = {caddy.SERVER: {"routes": list(routes)}}
+    if tls:
+        servers[caddy.TLS_SERVER] = {"routes": list(tls)}
+    return json.dumps(servers) + "\n@@status:200"
+
+
 @pytest.fixture
 def driver(monkeypatch):
     monkeypatch.setattr(proxy_caddy.time, "sleep", lambda s: None)
@@ -320,15 +328,29 @@ def driver(monkeypatch):
 
 def test_deploy_adds_a_missing_route_once(driver) -> None:
     drv, web = driver
-    session = FakeSession([("-X GET", 0, routes_answer(caddy.FALLBACK_ROUTE)), ("-X P", 0, "\n@@status:200")])
+    session = FakeSession([("-X GET", 0, servers_answer(caddy.FALLBACK_ROUTE)), ("-X P", 0, "\n@@status:200")])
     drv.deploy(session, web, "app-web-123")
     assert [line.split(" ")[:2] for line in session.ran[:4]] == [["ip=$(docker", "inspect"], ["docker", "network"],
                                                                  ["docker", "network"], ["ip=$(docker", "inspect"]]
     assert "-X PUT" in session.ran[-1] and session.ran[-1].endswith("/config/apps/http/servers/kamalpy/routes/0")
     # Next deploy: the route is there, nothing is loaded.
-    session = FakeSession([("-X GET", 0, routes_answer(caddy.route(web), caddy.FALLBACK_ROUTE))])
+    session = FakeSession([("-X GET", 0, servers_answer(caddy.route(web), caddy.FALLBACK_ROUTE))])
     drv.deploy(session, web, "app-web-456")
     assert len(session.ran) == 5 and "-X GET" in session.ran[-1]
+
+
+def test_deploy_of_a_role_that_dropped_ssl_removes_its_tls_route(driver) -> None:
+    drv, web = driver
+    tls_route = {"@id": caddy.tls_route_id(web), "match": [{"host": ["a.test"]}]}
+    session = FakeSession([("-X GET", 0, servers_answer(caddy.route(web), caddy.FALLBACK_ROUTE, tls=(tls_route,))),
+                           ("-X DELETE", 0, "\n@@status:200")])
+    drv.deploy(session, web, "app-web-2")
+    assert any("-X DELETE" in line and line.endswith(f"/id/{caddy.tls_route_id(web)}") for line in session.ran)
+    # Without a TLS route of its own, nothing beyond the deploy's round trip runs.
+    session = FakeSession([("-X GET", 0, servers_answer(caddy.route(web), caddy.FALLBACK_ROUTE,
+                                                        tls=({"@id": "other:tls"},)))])
+    drv.deploy(session, web, "app-web-3")
+    assert len(session.ran) == 5
 
 
 def test_deploy_of_an_unhealthy_container_raises_boot_error(driver) -> None:
@@ -364,7 +386,7 @@ def test_deploy_of_a_vanished_container(driver) -> None:
 
 def test_admin_errors_carry_caddys_message(driver) -> None:
     drv, web = driver
-    session = FakeSession([("-X GET", 0, routes_answer()),
+    session = FakeSession([("-X GET", 0, servers_answer()),
                            ("-X POST", 0, '{"error":"unknown field \\"dynamic_upstreams\\""}\n@@status:400')])
     with pytest.raises(KamalpyError, match=r'POST /config/apps/http/servers/kamalpy/routes failed \(HTTP 400\): '
                                            r'\{"error":"unknown field'):
@@ -392,7 +414,7 @@ def test_maintenance_live_and_remove_app(driver) -> None:
 def test_deploy_keeps_maintenance(driver) -> None:
     drv, web = driver
     down = caddy.route(web, caddy.maintenance_handlers(web))
-    session = FakeSession([("-X GET", 0, routes_answer(down, caddy.FALLBACK_ROUTE))])
+    session = FakeSession([("-X GET", 0, servers_answer(down, caddy.FALLBACK_ROUTE))])
     drv.deploy(session, web, "app-web-2")
     assert len(session.ran) == 5  # no load: the route stays in maintenance
 

@@ -231,8 +231,11 @@ ROUTES_PATH = f"/config/apps/http/servers/{SERVER}/routes"
 TLS_APP_PATH = "/config/apps/tls"
 
 
+SERVERS_PATH = "/config/apps/http/servers"
+
+
 def server_path(server: str = SERVER) -> str:
-    return f"/config/apps/http/servers/{server}"
+    return f"{SERVERS_PATH}/{server}"
 
 
 def routes_path(index: int | None = None, server: str = SERVER) -> str:
@@ -390,6 +393,13 @@ def shared_claim(ours: Mapping[str, Any], other: Mapping[str, Any]) -> str | Non
         return None
     host, path = shared[0]
     return f"{host or '(every host)'}{'' if path == '/' else path}"
+
+
+def server_routes(servers: dict[str, Any], server: str) -> list[dict[str, Any]]:
+    """The routes of ``server`` in a ``GET`` of :data:`SERVERS_PATH` (none when it is not there)."""
+    found = servers.get(server)
+    routes = found.get("routes") if isinstance(found, dict) else None
+    return [r for r in routes or [] if isinstance(r, dict)]
 
 
 def parse_routes(body: str) -> list[dict[str, Any]]:
