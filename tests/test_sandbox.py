@@ -6,6 +6,7 @@ separately named sandbox for the registry-auth and ``down`` tests.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -33,6 +34,16 @@ def test_spec_names_and_addresses():
         "10.213.0.1", "10.213.0.11", "10.213.0.20", "10.213.0.1:5000")
     assert spec.index_of("kps12") == 12 and spec.index_of("kpsv1") is None and spec.index_of("kpsx1") is None
     assert spec.docker_socket(2) == Path("/var/tmp/x/s2/run/docker.sock")
+
+
+def test_max_servers_fit_the_subnet_and_interface_names():
+    from kamalpy.builtin_plugins.sandbox.state import MAX_SERVERS
+
+    spec = Spec(prefix="abcdef", dir=Path("/var/tmp/x"), subnet="10.9.8.0/24")
+    last = ipaddress.ip_address(spec.address(MAX_SERVERS))
+    assert MAX_SERVERS >= 100
+    assert last in spec.network and last != spec.network.broadcast_address
+    assert len(spec.veth(MAX_SERVERS)) <= 15  # Linux's interface name limit
 
 
 def test_spec_from_env():

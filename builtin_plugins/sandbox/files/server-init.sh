@@ -36,5 +36,8 @@ for d in run root tmp; do
   mount --bind "$dir/$d" "/$d"
 done
 
-setsid dockerd --config-file "$dir/daemon.json" </dev/null >>"$dir/dockerd.log" 2>&1 &
+# Up to 200 servers share the machine: each Go daemon (dockerd and the containerd it starts, which
+# inherits the environment) runs on one OS thread at a time, as on a 1-vCPU server, and collects its
+# garbage sooner (about 3 MiB less per server, measured).
+GOGC=50 GOMAXPROCS=1 setsid dockerd --config-file "$dir/daemon.json" </dev/null >>"$dir/dockerd.log" 2>&1 &
 /usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log" </dev/null >>"$dir/sshd.log" 2>&1
