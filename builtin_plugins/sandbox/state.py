@@ -26,7 +26,9 @@ DEFAULT_PREFIX = "kps"
 DEFAULT_SUBNET = "10.213.0.0/24"
 REGISTRY_PORT = 5000
 FIRST_HOST = 11  # server i gets .(10 + i): .1 is the bridge, .2-.10 stay free
-MAX_SERVERS = 50
+# An idle server takes about 31 MiB and 1 CPU-ms/s, its start about 0.5 CPU-s (docs/benchmarks.md): 200 fit
+# a 24 GB, 2-core machine with room for the deploys' containers; a deploy to 100 already saturates 2 cores.
+MAX_SERVERS = 200
 STATE_VERSION = 1
 
 

@@ -1,7 +1,8 @@
 #!/bin/sh
 # One sandbox server's start, run by kamalpy inside its network namespace as
 #   ip netns exec NAME unshare --mount --uts --propagation private sh server-init.sh NAME ADDR/24 DIR
-# It configures the network, mounts the server's private directories, then starts dockerd and sshd.
+# It configures the network, mounts the server's private directories, joins the server's cgroups,
+# then starts dockerd and sshd.
 set -eu
 name=$1 addr=$2 dir=$3
 
@@ -20,10 +21,23 @@ while read -r dev mnt fstype opts _rest; do
   esac
 done </proc/1/mounts
 
+# Everything this server runs from here on (dockerd, containerd, the shims, sshd and every ssh session)
+# is accounted in the cgroup /NAME/server, beside its containers in /NAME/<id> (daemon.json's
+# cgroup-parent): usage.py reads /NAME. Only cpuacct and memory: a group in the cpu hierarchy would
+# change how the scheduler shares the CPU between servers and the deploying process.
+for h in cpuacct memory; do
+  [ -f "/sys/fs/cgroup/$h/cgroup.procs" ] || continue
+  mkdir -p "/sys/fs/cgroup/$h/$name/server"
+  echo $$ >"/sys/fs/cgroup/$h/$name/server/cgroup.procs"
+done
+
 # Private /run (docker socket, sshd privsep dir), /root (authorized_keys, ~/.docker) and /tmp.
 for d in run root tmp; do
   mount --bind "$dir/$d" "/$d"
 done
 
-setsid dockerd --config-file "$dir/daemon.json" </dev/null >>"$dir/dockerd.log" 2>&1 &
+# Up to 200 servers share the machine: each Go daemon (dockerd and the containerd it starts, which
+# inherits the environment) runs on one OS thread at a time, as on a 1-vCPU server, and collects its
+# garbage sooner (about 3 MiB less per server, measured).
+GOGC=50 GOMAXPROCS=1 setsid dockerd --config-file "$dir/daemon.json" </dev/null >>"$dir/dockerd.log" 2>&1 &
 /usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log" </dev/null >>"$dir/sshd.log" 2>&1
