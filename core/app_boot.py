@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING
 
 from kamalpy.commands import app as app_commands
 from kamalpy.commands import app_proxy, assets
-from kamalpy.commands.base import file_join
+from kamalpy.commands.base import file_join, render
 from kamalpy.commands.layout import container_hostname, error_pages_directory, replaced_version
 from kamalpy.errors import HostErrors, KamalpyError
 from kamalpy.execution import Step, WriteFile
 from kamalpy.plugin import BootContext
 from kamalpy.proxy_driver import BootError
+from kamalpy.transport import CommandFailed
 
 if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.commander import Commander
@@ -219,6 +220,7 @@ class RoleBoot:
         self.config = commander.config
         self.version = self.config.version
         self.host = session.host
+        self._rename: list[Step] = []  # a clashing container's rename, when it goes with the start
 
     @property
     def gatekeeper(self) -> bool:
@@ -245,7 +247,8 @@ class RoleBoot:
             if self.gatekeeper and self.barrier.close():  # type: ignore[union-attr]
                 self._report_failure()
             try:
-                self.session.execute(app_commands.stop(self.role, self.version), raise_on_non_zero=False)
+                if not self._rename_failed(error):  # a failed rename started nothing (the name is the old one's)
+                    self.session.execute(app_commands.stop(self.role, self.version), raise_on_non_zero=False)
             except KamalpyError:
                 pass  # the host itself failed (no SSH, no Docker): the error below says so
             if isinstance(error, KamalpyError):
@@ -259,19 +262,29 @@ class RoleBoot:
 
     def _old_version_renamed_if_clashing(self) -> str | None:
         role = self.role
-        clash, current = self.session.script([
-            Step(app_commands.container_id_for_version(role, self.version), check=False),
-            Step(app_commands.current_running_version(role), check=False)])
-        old = current.stdout.strip() or None
-        if clash.stdout.strip():
+        known = self.commander.take_ahead(clash_key(self.host, role, self.version))
+        if isinstance(known, tuple):  # fetched with an earlier check (stale containers, rollback's)
+            clash, current = known
+        else:
+            clash, current = (r.stdout for r in self.session.script(clash_steps(role, self.version)))
+        old = current.strip() or None
+        if clash.strip():
             renamed = replaced_version(self.version)
             self.commander.output.info(f"Renaming container {self.version} to {renamed} as already deployed "
                                        f"on {self.host}")
-            self.session.script([self._audit(f"Renaming container {self.version} to {renamed}"),
-                                 app_commands.rename_container(role, self.version, renamed)])
+            rename = [self._audit(f"Renaming container {self.version} to {renamed}"),
+                      Step(app_commands.rename_container(role, self.version, renamed))]
+            if known is not None and not self.queuer:
+                self._rename = rename  # sent with the start of the new version: the same round trip
+            else:
+                self.session.script(rename)
             if old == self.version:
                 old = renamed  # the running container now has the new name
         return old
+
+    def _rename_failed(self, error: BaseException) -> bool:
+        return isinstance(error, CommandFailed) and any(
+            error.result.command == render(step.command, step.env, redact=True) for step in self._rename)
 
     def _failed(self, error: KamalpyError) -> BootError:
         """``<host>: Failed to boot <role>: <reason>``: the host and the step, for any failure of the boot."""
@@ -291,6 +304,7 @@ class RoleBoot:
         name = app_commands.container_name(role, self.version)
         env_body = app_commands.env_file_body(role, self.host).encode()
         results = session.script([
+            *self._rename,
             self._audit(f"Booted app version {self.version}"),
             app_commands.make_env_directory(role),
             WriteFile(env_body, role.secrets_path, 0o600),
@@ -336,15 +350,34 @@ class RoleBoot:
         self.session.script(steps)
 
 
-def stale_containers(commander: Commander, *, stop: bool) -> None:
-    """Kamal's ``app stale_containers [--stop]``: containers of the role besides the current version."""
+def clash_steps(role: Role, version: str) -> list[Step]:
+    """The boot's clash check: a container of ``version`` (any state; rename it first), the running version."""
+    return [Step(app_commands.container_id_for_version(role, version), check=False),
+            Step(app_commands.current_running_version(role), check=False)]
+
+
+def clash_key(host: str, role: Role, version: str) -> tuple[str, ...]:
+    """Where an earlier round trip keeps the clash check's answers for the boot (Commander.keep_ahead)."""
+    return ("clash", host, role.name, version)
+
+
+def stale_containers(commander: Commander, *, stop: bool, boot_version: str | None = None) -> None:
+    """Kamal's ``app stale_containers [--stop]``: containers of the role besides the current version.
+
+    With ``boot_version`` (a deploy, which boots it next), the boot's clash check rides in the same round
+    trip (the running version is asked once for both); stopping stale containers changes neither answer.
+    """
     output = commander.output
 
     def per_host(session: Session) -> None:
         for role in commander.specifics.roles_on(session.host):
-            listed, current = session.script([
+            found = session.script([
                 Step(app_commands.list_versions(role), check=False),
-                Step(app_commands.current_running_version(role), check=False)])
+                Step(app_commands.current_running_version(role), check=False),
+                *(clash_steps(role, boot_version)[:1] if boot_version else [])])
+            listed, current = found[:2]
+            if boot_version:
+                commander.keep_ahead(clash_key(session.host, role, boot_version), (found[2].stdout, current.stdout))
             running = current.stdout.strip()
             stale = [v for v in listed.stdout.split("\n") if v and v != running]
             for version in stale:
