@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.transport import CommandResult
 
 HEALTHY_STATUSES = ("running", "healthy")
+SHORT_ID = 12  # the length of the container ids `docker container ls --quiet` prints
 NO_BOOT = "No plugin boots the app: the kamalpy_boot_app hook has no implementation (is boot_rolling disabled?)"
 
 
@@ -241,7 +242,7 @@ class RoleBoot:
         if self.queuer:
             self._wait_at_barrier()
         try:
-            self._start_new_version()
+            stopped = self._start_new_version(old_version)
         except BaseException as error:
             self.commander.output.error(f"Failed to boot {self.role.name} on {self.host}")
             if self.gatekeeper and self.barrier.close():  # type: ignore[union-attr]
@@ -257,8 +258,8 @@ class RoleBoot:
         if self.gatekeeper and self.barrier.open():  # type: ignore[union-attr]
             self.commander.output.info(f"First {self.role.name} container is healthy on {self.host}, "
                                        "booting any other roles")
-        if old_version:
-            self._stop_old_version(old_version)
+        if old_version and not stopped:
+            self.session.script(self._stop_old_version(old_version))
 
     def _old_version_renamed_if_clashing(self) -> str | None:
         role = self.role
@@ -299,7 +300,9 @@ class RoleBoot:
             raise BootError(f"{self.host}: Failed to boot {self.role.name}: Halted at barrier")
         self.commander.output.info(f"First {primary} container is healthy, booting {self.role.name} on {self.host}...")
 
-    def _start_new_version(self) -> None:
+    def _start_new_version(self, old_version: str | None) -> bool:
+        """Start the new container and switch to it; True when the old one's stop went with the switch (a
+        proxied role whose first healthy container opens no barrier: then the stop waits for nobody)."""
         role, session = self.role, self.session
         name = app_commands.container_name(role, self.version)
         env_body = app_commands.env_file_body(role, self.host).encode()
@@ -309,12 +312,16 @@ class RoleBoot:
             app_commands.make_env_directory(role),
             WriteFile(env_body, role.secrets_path, 0o600),
             app_commands.run(role, self.host, hostname=container_hostname(self.host)),
-            *([app_commands.container_id_for(name)] if role.running_proxy else []),
         ])
         if role.running_proxy:
-            self.commander.proxy.deploy(session, role, name, results[-1].stdout.strip())
-        else:
-            self._wait_until_ready()
+            # `docker run --detach` prints the new container's full id: its first 12 characters are the id
+            # Kamal's `docker container ls --quiet` would print next (one docker process fewer per host).
+            started = (results[-1].stdout.strip().splitlines() or [""])[-1]
+            then = self._stop_old_version(old_version) if old_version and not self.gatekeeper else []
+            self.commander.proxy.deploy_then(session, role, name, started[:SHORT_ID], then)
+            return bool(then)
+        self._wait_until_ready()
+        return False
 
     def _wait_until_ready(self) -> None:
         """Until Docker reports the container healthy, or running (again after ``readiness_delay``): one
@@ -339,7 +346,8 @@ class RoleBoot:
         if health.strip() and health.strip() != "null":
             output.info(f"  Health: {health.strip()}")
 
-    def _stop_old_version(self, old_version: str) -> None:
+    def _stop_old_version(self, old_version: str) -> list[Step]:
+        """The old container's stop (and the clean-up of its assets and error pages): Kamal's, not checked."""
         role, config = self.role, self.config
         args = self.commander.proxy.stop_args(role) if role.running_proxy else None
         steps: list[Step] = [Step(app_commands.stop(role, old_version, args=args), check=False)]
@@ -347,7 +355,7 @@ class RoleBoot:
             steps.append(Step(assets.clean_up_assets(role), check=False))
         if config.error_pages_path:
             steps.append(Step(app_proxy.clean_up_error_pages(config), check=False))
-        self.session.script(steps)
+        return steps
 
 
 def clash_steps(role: Role, version: str) -> list[Step]:

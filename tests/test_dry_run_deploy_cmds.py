@@ -248,7 +248,8 @@ def _deploy_trace(host: str, lock: bool) -> list[tuple[str, str]]:
             audit(host, "[web] Booted app version 123"),
             (host, "/usr/bin/env mkdir -p .kamal/apps/app/env/roles"),
             (host, "upload\tupload .kamal/apps/app/env/roles/web.env mode 0600 (1 bytes)"),  # an empty env: "\\n"
-            (host, _docker_run(host)), (host, CONTAINER_ID), (host, KAMAL_PROXY_DEPLOY),
+            (host, _docker_run(host)),  # its output is the id Kamal asks `docker container ls` for next
+            (host, KAMAL_PROXY_DEPLOY),
             audit(host, f"Tagging {IMAGE} as the latest image"),
             (host, f"docker tag {IMAGE} hub.docker.com/dhh/app:latest"),
             audit(host, "Pruned containers"),
