@@ -176,7 +176,8 @@ def rollback(commander: Commander, version: str | None) -> None:
     started = time.monotonic()
     config = commander.config
     config.version = version
-    with commander.lock.hold():
+    # The lock's `mkdir -p .kamal` on the app hosts goes with the version check (_available).
+    with commander.lock.hold(directory_later=commander.specifics.app_hosts):
         if not _available(commander, version):
             commander.output.error(f"The app version '{version}' is not available as a container (use "
                                    "'kamalpy app containers' for available versions)")
@@ -195,7 +196,9 @@ def _available(commander: Commander, version: str) -> bool:
     """
     def work(session: Session) -> bool:
         roles = commander.specifics.roles_on(session.host)
-        results = session.script([step for role in roles for step in app_boot.clash_steps(role, version)])
+        first = commander.lock.first_steps(session.host)  # the lock's run directory (see rollback)
+        results = session.script([*first, *(step for role in roles for step in app_boot.clash_steps(role, version))])
+        results = results[len(first):]
         for role, clash, current in zip(roles, results[::2], results[1::2], strict=True):
             commander.keep_ahead(app_boot.clash_key(session.host, role, version), (clash.stdout, current.stdout))
         return all(r.stdout.strip() for r in results[::2]) or commander.dry_run

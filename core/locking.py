@@ -17,7 +17,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -68,12 +68,17 @@ class DeployLock:
         self._directory_made: set[str] = set()  # hosts where this run made it already
 
     @contextlib.contextmanager
-    def hold(self) -> Iterator[None]:
-        """Take the lock for the block unless this process already holds it; always try to release."""
+    def hold(self, directory_later: Iterable[str] = ()) -> Iterator[None]:
+        """Take the lock for the block unless this process already holds it; always try to release.
+
+        ``directory_later``: hosts (not the primary) whose ``mkdir -p .kamal`` the block sends in its first
+        round trip to them, through :meth:`first_steps` (rollback: with its version check).
+        """
         if self.holding:
             yield
             return
         with _signals_interrupt():
+            self._directory_pending.update(set(directory_later) - {self.commander.primary_host})
             self.acquire(lock_commands.AUTOMATIC_MESSAGE, say="Acquiring the deploy lock...")
             try:
                 yield
@@ -166,9 +171,11 @@ class DeployLock:
         return (f"{FOUND} (no deploy running? A killed deploy leaves its lock: "
                 f"check with 'kamalpy lock status', clear it with '{release}')")
 
-    def ensure_run_directory(self) -> None:
-        """Kamal's ``mkdir -p .kamal`` on every host, except where this run's first round trip made it."""
-        hosts = [host for host in self.commander.hosts if host not in self._directory_made]
+    def ensure_run_directory(self, *, but: Iterable[str] = ()) -> None:
+        """Kamal's ``mkdir -p .kamal`` on every host, except where this run made it or sends it later (and
+        ``but``: the primary host, where it goes with the lock's acquire)."""
+        skip = {*self._directory_made, *self._directory_pending, *but}
+        hosts = [host for host in self.commander.hosts if host not in skip]
         self.commander.on(hosts, lambda s: s.execute(server_commands.ensure_run_directory()))
 
     def acquire(self, message: str, say: str | None = None, *, wait: bool = True) -> None:
@@ -177,7 +184,7 @@ class DeployLock:
         ``lock acquire`` passes ``wait=False``: like Kamal's, it never waits.
         """
         commander = self.commander
-        self.ensure_run_directory()
+        self.ensure_run_directory(but=[commander.primary_host])
         if wait and commander.run.options.lock_wait:
             self._acquire_waiting(message)
         else:
@@ -192,8 +199,12 @@ class DeployLock:
         commander = self.commander
         config = commander.config
         command = lock_commands.acquire(config, message, config.version, locked_by=commander.locked_by)
+        primary = commander.primary_host
+        # The primary's `mkdir -p .kamal` (Kamal's, before the acquire) goes with it: one round trip.
+        directory = [] if primary in self._directory_made else [Step(server_commands.ensure_run_directory())]
+        self._directory_made.add(primary)
         try:
-            commander.on_primary(lambda s: s.execute(command, quiet=True))
+            commander.on_primary(lambda s: s.script([*directory, Step(command, quiet=True)]))
             return True
         except HostErrors as exc:
             if lock_commands.HELD_MARKER not in str(exc):

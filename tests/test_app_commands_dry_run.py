@@ -97,8 +97,8 @@ def lines(*pairs: tuple[str, str]) -> list[str]:
 
 
 def locked(*body: tuple[str, str], hosts: tuple[str, ...] = (H1, H2)) -> list[str]:
-    primary = hosts[0]
-    return lines(*((h, "/usr/bin/env mkdir -p .kamal") for h in hosts),
+    primary = hosts[0]  # its run directory goes with the acquire, after the other hosts'
+    return lines(*((h, "/usr/bin/env mkdir -p .kamal") for h in (*hosts[1:], primary)),
                  (primary, '/usr/bin/env mkdir .kamal/lock-app && echo "<B64>" > .kamal/lock-app/details'), *body,
                  (primary, "/usr/bin/env rm .kamal/lock-app/details && rm -r .kamal/lock-app"))
 

@@ -64,7 +64,8 @@ def lines(*pairs: tuple[str, str]) -> list[str]:
 
 
 def locked(*body: tuple[str, str]) -> list[str]:
-    return lines((H1, "/usr/bin/env mkdir -p .kamal"), (H2, "/usr/bin/env mkdir -p .kamal"),
+    # The primary's run directory goes with the acquire, after the other hosts'.
+    return lines((H2, "/usr/bin/env mkdir -p .kamal"), (H1, "/usr/bin/env mkdir -p .kamal"),
                  (H1, '/usr/bin/env mkdir .kamal/lock-app && echo "<B64>" > .kamal/lock-app/details'), *body,
                  (H1, "/usr/bin/env rm .kamal/lock-app/details && rm -r .kamal/lock-app"))
 
