@@ -545,6 +545,7 @@ def kamalpy_register_commands(cli: click.Group) -> None:
 def kamalpy_flow_steps() -> dict[str, Any]:
     from kamalpy.app_boot import stale_containers
 
-    return {"app.stale_containers": lambda step: stale_containers(step.commander, stop=bool(step.params.get("stop"))),
+    return {"app.stale_containers": lambda step: stale_containers(step.commander, stop=bool(step.params.get("stop")),
+                                                                  boot_version=step.params.get("boot_version")),
             "app.remove": lambda step: remove(step.commander),
             "app.details": lambda step: details(step.commander)}

@@ -68,6 +68,11 @@ class KamalProxyDriver(ProxyDriver):
         session.execute(proxy_commands.remove_proxy_directory(), raise_on_non_zero=False)
 
     def deploy(self, session: Session, role: Role, container: str, container_id: str | None = None) -> None:
+        self.deploy_then(session, role, container, container_id, ())
+
+    def deploy_then(self, session: Session, role: Role, container: str, container_id: str | None,
+                    then: Sequence[Step]) -> None:
+        # `kamal-proxy deploy` returns once the target is healthy and serves: what follows goes with it.
         if container_id is None:
             container_id = session.capture(app_commands.container_id_for(container))
         container_id = container_id.strip()
@@ -75,7 +80,7 @@ class KamalProxyDriver(ProxyDriver):
             container_id = container_id or DRY_RUN_CONTAINER_ID
         if not container_id:
             raise BootError(f"Failed to get endpoint for {role.name} on {session.host}, did the container boot?")
-        session.execute(app_proxy.deploy(role, container_id))
+        session.script([app_proxy.deploy(role, container_id), *then])
 
     def tls_key_uploaded(self, session: Session, role: Role) -> None:
         session.execute(app_proxy.give_tls_key_to_proxy(role))

@@ -46,8 +46,9 @@ def server_exec(interactive: bool, cmd: tuple[str, ...]) -> None:
     commander.output.say(f"Running '{line}' on {', '.join(hosts)}...")
 
     def work(session: Session) -> None:
-        session.script([commander.audit(f"Executed cmd '{line}' on {session.host}")])
-        commander.output.by_host(session.host, session.capture([line]))
+        # Kamal's audit line, then the command: one round trip.
+        found = session.script([commander.audit(f"Executed cmd '{line}' on {session.host}"), Step([line])])
+        commander.output.by_host(session.host, found[-1].stdout.rstrip("\n"))
 
     commander.on(hosts, work)
 

@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING
 
 from kamalpy.commands import app as app_commands
 from kamalpy.commands import app_proxy, assets
-from kamalpy.commands.base import file_join
+from kamalpy.commands.base import file_join, render
 from kamalpy.commands.layout import container_hostname, error_pages_directory, replaced_version
 from kamalpy.errors import HostErrors, KamalpyError
 from kamalpy.execution import Step, WriteFile
 from kamalpy.plugin import BootContext
 from kamalpy.proxy_driver import BootError
+from kamalpy.transport import CommandFailed
 
 if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.commander import Commander
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.transport import CommandResult
 
 HEALTHY_STATUSES = ("running", "healthy")
+SHORT_ID = 12  # the length of the container ids `docker container ls --quiet` prints
 NO_BOOT = "No plugin boots the app: the kamalpy_boot_app hook has no implementation (is boot_rolling disabled?)"
 
 
@@ -219,6 +221,7 @@ class RoleBoot:
         self.config = commander.config
         self.version = self.config.version
         self.host = session.host
+        self._rename: list[Step] = []  # a clashing container's rename, when it goes with the start
 
     @property
     def gatekeeper(self) -> bool:
@@ -239,13 +242,14 @@ class RoleBoot:
         if self.queuer:
             self._wait_at_barrier()
         try:
-            self._start_new_version()
+            stopped = self._start_new_version(old_version)
         except BaseException as error:
             self.commander.output.error(f"Failed to boot {self.role.name} on {self.host}")
             if self.gatekeeper and self.barrier.close():  # type: ignore[union-attr]
                 self._report_failure()
             try:
-                self.session.execute(app_commands.stop(self.role, self.version), raise_on_non_zero=False)
+                if not self._rename_failed(error):  # a failed rename started nothing (the name is the old one's)
+                    self.session.execute(app_commands.stop(self.role, self.version), raise_on_non_zero=False)
             except KamalpyError:
                 pass  # the host itself failed (no SSH, no Docker): the error below says so
             if isinstance(error, KamalpyError):
@@ -254,24 +258,34 @@ class RoleBoot:
         if self.gatekeeper and self.barrier.open():  # type: ignore[union-attr]
             self.commander.output.info(f"First {self.role.name} container is healthy on {self.host}, "
                                        "booting any other roles")
-        if old_version:
-            self._stop_old_version(old_version)
+        if old_version and not stopped:
+            self.session.script(self._stop_old_version(old_version))
 
     def _old_version_renamed_if_clashing(self) -> str | None:
         role = self.role
-        clash, current = self.session.script([
-            Step(app_commands.container_id_for_version(role, self.version), check=False),
-            Step(app_commands.current_running_version(role), check=False)])
-        old = current.stdout.strip() or None
-        if clash.stdout.strip():
+        known = self.commander.take_ahead(clash_key(self.host, role, self.version))
+        if isinstance(known, tuple):  # fetched with an earlier check (stale containers, rollback's)
+            clash, current = known
+        else:
+            clash, current = (r.stdout for r in self.session.script(clash_steps(role, self.version)))
+        old = current.strip() or None
+        if clash.strip():
             renamed = replaced_version(self.version)
             self.commander.output.info(f"Renaming container {self.version} to {renamed} as already deployed "
                                        f"on {self.host}")
-            self.session.script([self._audit(f"Renaming container {self.version} to {renamed}"),
-                                 app_commands.rename_container(role, self.version, renamed)])
+            rename = [self._audit(f"Renaming container {self.version} to {renamed}"),
+                      Step(app_commands.rename_container(role, self.version, renamed))]
+            if known is not None and not self.queuer:
+                self._rename = rename  # sent with the start of the new version: the same round trip
+            else:
+                self.session.script(rename)
             if old == self.version:
                 old = renamed  # the running container now has the new name
         return old
+
+    def _rename_failed(self, error: BaseException) -> bool:
+        return isinstance(error, CommandFailed) and any(
+            error.result.command == render(step.command, step.env, redact=True) for step in self._rename)
 
     def _failed(self, error: KamalpyError) -> BootError:
         """``<host>: Failed to boot <role>: <reason>``: the host and the step, for any failure of the boot."""
@@ -286,21 +300,28 @@ class RoleBoot:
             raise BootError(f"{self.host}: Failed to boot {self.role.name}: Halted at barrier")
         self.commander.output.info(f"First {primary} container is healthy, booting {self.role.name} on {self.host}...")
 
-    def _start_new_version(self) -> None:
+    def _start_new_version(self, old_version: str | None) -> bool:
+        """Start the new container and switch to it; True when the old one's stop went with the switch (a
+        proxied role whose first healthy container opens no barrier: then the stop waits for nobody)."""
         role, session = self.role, self.session
         name = app_commands.container_name(role, self.version)
         env_body = app_commands.env_file_body(role, self.host).encode()
         results = session.script([
+            *self._rename,
             self._audit(f"Booted app version {self.version}"),
             app_commands.make_env_directory(role),
             WriteFile(env_body, role.secrets_path, 0o600),
             app_commands.run(role, self.host, hostname=container_hostname(self.host)),
-            *([app_commands.container_id_for(name)] if role.running_proxy else []),
         ])
         if role.running_proxy:
-            self.commander.proxy.deploy(session, role, name, results[-1].stdout.strip())
-        else:
-            self._wait_until_ready()
+            # `docker run --detach` prints the new container's full id: its first 12 characters are the id
+            # Kamal's `docker container ls --quiet` would print next (one docker process fewer per host).
+            started = (results[-1].stdout.strip().splitlines() or [""])[-1]
+            then = self._stop_old_version(old_version) if old_version and not self.gatekeeper else []
+            self.commander.proxy.deploy_then(session, role, name, started[:SHORT_ID], then)
+            return bool(then)
+        self._wait_until_ready()
+        return False
 
     def _wait_until_ready(self) -> None:
         """Until Docker reports the container healthy, or running (again after ``readiness_delay``): one
@@ -325,7 +346,8 @@ class RoleBoot:
         if health.strip() and health.strip() != "null":
             output.info(f"  Health: {health.strip()}")
 
-    def _stop_old_version(self, old_version: str) -> None:
+    def _stop_old_version(self, old_version: str) -> list[Step]:
+        """The old container's stop (and the clean-up of its assets and error pages): Kamal's, not checked."""
         role, config = self.role, self.config
         args = self.commander.proxy.stop_args(role) if role.running_proxy else None
         steps: list[Step] = [Step(app_commands.stop(role, old_version, args=args), check=False)]
@@ -333,18 +355,37 @@ class RoleBoot:
             steps.append(Step(assets.clean_up_assets(role), check=False))
         if config.error_pages_path:
             steps.append(Step(app_proxy.clean_up_error_pages(config), check=False))
-        self.session.script(steps)
+        return steps
 
 
-def stale_containers(commander: Commander, *, stop: bool) -> None:
-    """Kamal's ``app stale_containers [--stop]``: containers of the role besides the current version."""
+def clash_steps(role: Role, version: str) -> list[Step]:
+    """The boot's clash check: a container of ``version`` (any state; rename it first), the running version."""
+    return [Step(app_commands.container_id_for_version(role, version), check=False),
+            Step(app_commands.current_running_version(role), check=False)]
+
+
+def clash_key(host: str, role: Role, version: str) -> tuple[str, ...]:
+    """Where an earlier round trip keeps the clash check's answers for the boot (Commander.keep_ahead)."""
+    return ("clash", host, role.name, version)
+
+
+def stale_containers(commander: Commander, *, stop: bool, boot_version: str | None = None) -> None:
+    """Kamal's ``app stale_containers [--stop]``: containers of the role besides the current version.
+
+    With ``boot_version`` (a deploy, which boots it next), the boot's clash check rides in the same round
+    trip (the running version is asked once for both); stopping stale containers changes neither answer.
+    """
     output = commander.output
 
     def per_host(session: Session) -> None:
         for role in commander.specifics.roles_on(session.host):
-            listed, current = session.script([
+            found = session.script([
                 Step(app_commands.list_versions(role), check=False),
-                Step(app_commands.current_running_version(role), check=False)])
+                Step(app_commands.current_running_version(role), check=False),
+                *(clash_steps(role, boot_version)[:1] if boot_version else [])])
+            listed, current = found[:2]
+            if boot_version:
+                commander.keep_ahead(clash_key(session.host, role, boot_version), (found[2].stdout, current.stdout))
             running = current.stdout.strip()
             stale = [v for v in listed.stdout.split("\n") if v and v != running]
             for version in stale:

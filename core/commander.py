@@ -71,6 +71,7 @@ class Commander:
         self.started = time.monotonic()
         self._logged_in: set[str] = set()
         self._login_lock = threading.Lock()
+        self._ahead: dict[tuple[str, ...], object] = {}  # see keep_ahead
 
     def _output(self) -> Output:
         """The Kamal-style line log, or on a terminal the ``live`` view a plugin offers (``kamalpy_output_views``)."""
@@ -233,6 +234,17 @@ class Commander:
         """What the first round trip of a pull to ``host`` sends first: a pending lock check, the login."""
         login = self.registry_login_step(host)
         return [*self.lock.first_steps(host), *([login] if login else [])]
+
+    def keep_ahead(self, key: tuple[str, ...], answer: object) -> None:
+        """Keep a read-only answer fetched in an earlier round trip for the one later step that needs it
+        (e.g. the boot's clash check, fetched with the stale-container check): one round trip fewer."""
+        with self._login_lock:
+            self._ahead[key] = answer
+
+    def take_ahead(self, key: tuple[str, ...]) -> object | None:
+        """The answer :meth:`keep_ahead` kept under ``key`` (used once), or None: then ask the server."""
+        with self._login_lock:
+            return self._ahead.pop(key, None)
 
     def on_primary(self, work: Callable[[Session], T]) -> T:
         # Through self.on so that the pre-connect hook also runs before a primary-only first connection.

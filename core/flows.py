@@ -121,7 +121,8 @@ def deploy(commander: Commander, *, skip_push: bool, redeploy: bool = False, boo
                 else:
                     output.warn("No plugin boots accessories (accessory.boot_missing): skipping them")
         output.say("Detect stale containers...")
-        flow("app.stale_containers", stop=True)
+        # The boot's clash check rides with it (app_boot.stale_containers): one round trip for both.
+        flow("app.stale_containers", stop=True, boot_version=commander.config.version)
         prunes = not redeploy and bool(commander.run.hooks.implementers("kamalpy_prune_steps"))
         # The prune goes with the final `docker tag` of each app host, in the same round trip. Its steps are
         # made after the tag's audit line, so that the audit log's times are in order, as Kamal's are.
@@ -175,7 +176,8 @@ def rollback(commander: Commander, version: str | None) -> None:
     started = time.monotonic()
     config = commander.config
     config.version = version
-    with commander.lock.hold():
+    # The lock's `mkdir -p .kamal` on the app hosts goes with the version check (_available).
+    with commander.lock.hold(directory_later=commander.specifics.app_hosts):
         if not _available(commander, version):
             commander.output.error(f"The app version '{version}' is not available as a container (use "
                                    "'kamalpy app containers' for available versions)")
@@ -188,12 +190,18 @@ def rollback(commander: Commander, version: str | None) -> None:
 
 
 def _available(commander: Commander, version: str) -> bool:
-    """A container of ``version`` exists for every selected role on every app host (Kamal's check)."""
+    """A container of ``version`` exists for every selected role on every app host (Kamal's check).
+
+    The boot's clash check (the same container, then the running version) rides in the same round trip.
+    """
     def work(session: Session) -> bool:
         roles = commander.specifics.roles_on(session.host)
-        results = session.script([Step(app_commands.container_id_for_version(role, version), check=False)
-                                  for role in roles])
-        return all(r.stdout.strip() for r in results) or commander.dry_run
+        first = commander.lock.first_steps(session.host)  # the lock's run directory (see rollback)
+        results = session.script([*first, *(step for role in roles for step in app_boot.clash_steps(role, version))])
+        results = results[len(first):]
+        for role, clash, current in zip(roles, results[::2], results[1::2], strict=True):
+            commander.keep_ahead(app_boot.clash_key(session.host, role, version), (clash.stdout, current.stdout))
+        return all(r.stdout.strip() for r in results[::2]) or commander.dry_run
 
     return all(commander.on(commander.specifics.app_hosts, work).values())
 

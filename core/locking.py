@@ -4,7 +4,9 @@ Nested uses share one lock, and a process started with ``KAMAL_LOCK=true`` (a ka
 from a hook of a run that holds the lock) treats it as held. ``--lock-wait`` polls for it.
 
 A deploy checks the lock read-only before it pulls (:meth:`DeployLock.checked`), in the pull's first
-round trip to the primary host, so that a deploy that finds the lock held changes no server. SIGTERM and
+round trip to the primary host, so that a deploy that finds the lock held changes no server. The
+``mkdir -p .kamal`` that Kamal runs on every host before taking the lock rides in that same first
+round trip of the pull to each app host (after the check), so taking the lock costs no round trip there. SIGTERM and
 SIGHUP while the lock is held end the run as Ctrl-C does: the lock is released on the way out.
 """
 
@@ -15,7 +17,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -62,14 +64,21 @@ class DeployLock:
         self.commander = commander
         self.holding = os.environ.get(LOCK_ENV) == "true"
         self._pending: str | None = None  # the primary host, while a read-only check waits for its round trip
+        self._directory_pending: set[str] = set()  # hosts whose `mkdir -p .kamal` waits for their first round trip
+        self._directory_made: set[str] = set()  # hosts where this run made it already
 
     @contextlib.contextmanager
-    def hold(self) -> Iterator[None]:
-        """Take the lock for the block unless this process already holds it; always try to release."""
+    def hold(self, directory_later: Iterable[str] = ()) -> Iterator[None]:
+        """Take the lock for the block unless this process already holds it; always try to release.
+
+        ``directory_later``: hosts (not the primary) whose ``mkdir -p .kamal`` the block sends in its first
+        round trip to them, through :meth:`first_steps` (rollback: with its version check).
+        """
         if self.holding:
             yield
             return
         with _signals_interrupt():
+            self._directory_pending.update(set(directory_later) - {self.commander.primary_host})
             self.acquire(lock_commands.AUTOMATIC_MESSAGE, say="Acquiring the deploy lock...")
             try:
                 yield
@@ -89,7 +98,20 @@ class DeployLock:
         if the block never reaches the primary, it is a round trip of its own, made first.
         """
         commander = self.commander
-        if self.holding or commander.run.options.lock_wait:  # --lock-wait: wait at the lock, not stop here
+        if self.holding:
+            yield
+            return
+        self._directory_pending = set(commander.specifics.app_hosts)
+        try:
+            with self._checking():
+                yield
+        finally:
+            self._directory_pending = set()
+
+    @contextlib.contextmanager
+    def _checking(self) -> Iterator[None]:
+        commander = self.commander
+        if commander.run.options.lock_wait:  # --lock-wait: wait at the lock, not stop here
             yield
             return
         primary = commander.primary_host
@@ -111,11 +133,17 @@ class DeployLock:
             self._check()
 
     def first_steps(self, host: str) -> list[Step]:
-        """The read-only check :meth:`checked` waits to send, for the first round trip to ``host``."""
-        if host != self._pending:
-            return []
-        self._pending = None
-        return [Step(lock_commands.check(self.commander.config), quiet=True)]
+        """What :meth:`checked` waits to send in the first round trip to ``host``: the read-only check (primary),
+        then the run directory the lock needs (it goes after the check: a held lock writes nothing)."""
+        steps = []
+        if host == self._pending:
+            self._pending = None
+            steps.append(Step(lock_commands.check(self.commander.config), quiet=True))
+        if host in self._directory_pending:
+            self._directory_pending.discard(host)
+            self._directory_made.add(host)  # a failure of this round trip ends the run: no lock is taken then
+            steps.append(Step(server_commands.ensure_run_directory()))
+        return steps
 
     def _check_shown(self) -> str:
         from kamalpy.commands.base import render
@@ -143,8 +171,12 @@ class DeployLock:
         return (f"{FOUND} (no deploy running? A killed deploy leaves its lock: "
                 f"check with 'kamalpy lock status', clear it with '{release}')")
 
-    def ensure_run_directory(self) -> None:
-        self.commander.on(self.commander.hosts, lambda s: s.execute(server_commands.ensure_run_directory()))
+    def ensure_run_directory(self, *, but: Iterable[str] = ()) -> None:
+        """Kamal's ``mkdir -p .kamal`` on every host, except where this run made it or sends it later (and
+        ``but``: the primary host, where it goes with the lock's acquire)."""
+        skip = {*self._directory_made, *self._directory_pending, *but}
+        hosts = [host for host in self.commander.hosts if host not in skip]
+        self.commander.on(hosts, lambda s: s.execute(server_commands.ensure_run_directory()))
 
     def acquire(self, message: str, say: str | None = None, *, wait: bool = True) -> None:
         """Take the lock; with ``--lock-wait`` (and ``wait``) poll while an automatic lock holds it.
@@ -152,7 +184,7 @@ class DeployLock:
         ``lock acquire`` passes ``wait=False``: like Kamal's, it never waits.
         """
         commander = self.commander
-        self.ensure_run_directory()
+        self.ensure_run_directory(but=[commander.primary_host])
         if wait and commander.run.options.lock_wait:
             self._acquire_waiting(message)
         else:
@@ -167,8 +199,12 @@ class DeployLock:
         commander = self.commander
         config = commander.config
         command = lock_commands.acquire(config, message, config.version, locked_by=commander.locked_by)
+        primary = commander.primary_host
+        # The primary's `mkdir -p .kamal` (Kamal's, before the acquire) goes with it: one round trip.
+        directory = [] if primary in self._directory_made else [Step(server_commands.ensure_run_directory())]
+        self._directory_made.add(primary)
         try:
-            commander.on_primary(lambda s: s.execute(command, quiet=True))
+            commander.on_primary(lambda s: s.script([*directory, Step(command, quiet=True)]))
             return True
         except HostErrors as exc:
             if lock_commands.HELD_MARKER not in str(exc):

@@ -104,6 +104,14 @@ class ProxyDriver:
         """
         raise NotImplementedError
 
+    def deploy_then(self, session: Session, role: Role, container: str, container_id: str | None,
+                    then: Sequence[Step]) -> None:
+        """:meth:`deploy`, then (only if it succeeded) ``then``: the old container's stop, which a driver whose
+        switch is one command sends in the same round trip. The default: :meth:`deploy`, then ``then``."""
+        self.deploy(session, role, container, container_id)
+        if then:
+            session.script(then)
+
     def tls_key_uploaded(self, session: Session, role: Role) -> None:
         """The role's custom TLS key was uploaded (mode 0600, owned by the SSH user): let the proxy read it."""
 

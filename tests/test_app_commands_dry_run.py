@@ -97,8 +97,8 @@ def lines(*pairs: tuple[str, str]) -> list[str]:
 
 
 def locked(*body: tuple[str, str], hosts: tuple[str, ...] = (H1, H2)) -> list[str]:
-    primary = hosts[0]
-    return lines(*((h, "/usr/bin/env mkdir -p .kamal") for h in hosts),
+    primary = hosts[0]  # its run directory goes with the acquire, after the other hosts'
+    return lines(*((h, "/usr/bin/env mkdir -p .kamal") for h in (*hosts[1:], primary)),
                  (primary, '/usr/bin/env mkdir .kamal/lock-app && echo "<B64>" > .kamal/lock-app/details'), *body,
                  (primary, "/usr/bin/env rm .kamal/lock-app/details && rm -r .kamal/lock-app"))
 
@@ -401,9 +401,10 @@ def _booted(host: str, role: str, cmd: str = "") -> list[str]:
            f"--env KAMAL_HOST=\"{host}\" --env-file .kamal/apps/app/env/roles/{role}.env --log-opt max-size=\"10m\" "
            f"--label service=\"app\" --label role=\"{role}\" --label destination dhh/app:999{cmd}")
     lookup = f"docker container ls --all --filter 'name=^{name}$' --quiet"
-    # A proxied role is deployed to kamal-proxy; another one is waited for by its container state, in one
-    # loop on the server (a deliberate difference: Kamal looks once per round trip).
-    ready = ([(host, lookup), (host, PROXY_DEPLOY)] if role == "web" else
+    # A proxied role is deployed to kamal-proxy (the id from `docker run`'s output: Kamal asks `docker container
+    # ls` again); another one is waited for by its container state, in one loop on the server (a deliberate
+    # difference: Kamal looks once per round trip).
+    ready = ([(host, PROXY_DEPLOY)] if role == "web" else
              [(host, WAIT_LOOP.replace("NAME", name))])
     return lines((host, lookup), (host, version_of(role)), audit(host, "Booted app version 999", role),
                  (host, "/usr/bin/env mkdir -p .kamal/apps/app/env/roles"),

@@ -92,7 +92,8 @@ def lines(*pairs: tuple[str, str]) -> list[str]:
 
 
 H1, H2 = HOSTS
-ENSURE = [(H1, "/usr/bin/env mkdir -p .kamal"), (H2, "/usr/bin/env mkdir -p .kamal")]
+# The lock's run directory: on the other hosts, then on the primary in the acquire's round trip.
+ENSURE = [(H2, "/usr/bin/env mkdir -p .kamal"), (H1, "/usr/bin/env mkdir -p .kamal")]
 AUTO_DETAILS = f"Locked by: {LOCKER} at <TS>\nVersion: 123\nMessage: Automatic deploy lock"
 ACQUIRE = (H1, f'/usr/bin/env mkdir .kamal/lock-app && echo "<base64 of {AUTO_DETAILS!r}>" > .kamal/lock-app/details')
 RELEASE = (H1, "/usr/bin/env rm .kamal/lock-app/details && rm -r .kamal/lock-app")

@@ -64,7 +64,8 @@ def lines(*pairs: tuple[str, str]) -> list[str]:
 
 
 def locked(*body: tuple[str, str]) -> list[str]:
-    return lines((H1, "/usr/bin/env mkdir -p .kamal"), (H2, "/usr/bin/env mkdir -p .kamal"),
+    # The primary's run directory goes with the acquire, after the other hosts'.
+    return lines((H2, "/usr/bin/env mkdir -p .kamal"), (H1, "/usr/bin/env mkdir -p .kamal"),
                  (H1, '/usr/bin/env mkdir .kamal/lock-app && echo "<B64>" > .kamal/lock-app/details'), *body,
                  (H1, "/usr/bin/env rm .kamal/lock-app/details && rm -r .kamal/lock-app"))
 
@@ -229,13 +230,14 @@ def _deploy_trace(host: str, lock: bool) -> list[tuple[str, str]]:
     """What Kamal 2.11 runs on ``host`` for ``deploy -P`` (kamal.md 8.8), where kamalpy differs on purpose:
     one ``docker login`` per host and run (Kamal logs in again before booting the proxy), with the password
     on stdin; a read-only lock check first, and no ``docker image rm --force`` before the pull (a deploy
-    that finds the lock held changes no server). The dry run knows no current version, so no old
+    that finds the lock held changes no server); the lock's ``mkdir -p .kamal`` in the pull's first round
+    trip; the running version asked once for the stale check and the boot's clash check. The dry run knows no current version, so no old
     container is stopped."""
     versions = f'docker ps {FILTERS} --format "{{{{.Names}}}}" | while read line; do echo ${{line#app-web-}}; done'
     return [*([(host, LOCK_CHECK)] if lock else []),
+            (host, "/usr/bin/env mkdir -p .kamal"),  # Kamal's, before the lock: in the first round trip
             (host, "docker login hub.docker.com -u [REDACTED] --password-stdin"),
             (host, "docker info --format '{{index .RegistryConfig.Mirrors 0}}'"), *_pull(host),
-            (host, "/usr/bin/env mkdir -p .kamal"),
             *([(host, '/usr/bin/env mkdir .kamal/lock-app && echo "<B64>" > .kamal/lock-app/details')] if lock
               else []),
             (host, "docker network create kamal"),
@@ -243,11 +245,12 @@ def _deploy_trace(host: str, lock: bool) -> list[tuple[str, str]]:
             (host, "/usr/bin/env mkdir -p .kamal/proxy/apps-config"),
             (host, f"docker container start kamal-proxy || {LEGACY_RUN}"),
             (host, versions), (host, VERSION_CMD),
-            (host, CONTAINER_ID), (host, VERSION_CMD),
+            (host, CONTAINER_ID),  # the boot's clash check, with the stale check (the version asked once)
             audit(host, "[web] Booted app version 123"),
             (host, "/usr/bin/env mkdir -p .kamal/apps/app/env/roles"),
             (host, "upload\tupload .kamal/apps/app/env/roles/web.env mode 0600 (1 bytes)"),  # an empty env: "\\n"
-            (host, _docker_run(host)), (host, CONTAINER_ID), (host, KAMAL_PROXY_DEPLOY),
+            (host, _docker_run(host)),  # its output is the id Kamal asks `docker container ls` for next
+            (host, KAMAL_PROXY_DEPLOY),
             audit(host, f"Tagging {IMAGE} as the latest image"),
             (host, f"docker tag {IMAGE} hub.docker.com/dhh/app:latest"),
             audit(host, "Pruned containers"),
@@ -320,4 +323,15 @@ def test_deploy_checks_the_lock_first_unless_it_waits_for_it(dry):
 def test_the_lock_check_goes_where_the_lock_is(dry):
     # One host selected: it is the primary (the lock's host) too, so the check opens its first round trip.
     found = dry("deploy", "-P", "-h", H2)
-    assert found[0] == f"{H2}\t{LOCK_CHECK}" and found[1].startswith(f"{H2}\tdocker login ")
+    assert found[0] == f"{H2}\t{LOCK_CHECK}" and found[1] == f"{H2}\t/usr/bin/env mkdir -p .kamal"
+    assert found[2].startswith(f"{H2}\tdocker login ")
+
+
+def test_the_lock_directory_rides_with_the_pull_once_per_host(dry):
+    # Kamal's `mkdir -p .kamal` before the lock goes in each host's first round trip, and only there.
+    mkdir = "/usr/bin/env mkdir -p .kamal"
+    assert [line for line in dry("deploy", "-P") if line.endswith(mkdir)] == lines((H1, mkdir), (H2, mkdir))
+    assert not [line for line in dry("build", "pull") if line.endswith(mkdir)]  # no lock: no directory for it
+    # With --lock-wait (no read-only check first) it rides with the pull all the same.
+    assert [line for line in dry("deploy", "-P", "--lock-wait") if line.endswith(mkdir)] == lines((H1, mkdir),
+                                                                                                  (H2, mkdir))
