@@ -227,7 +227,7 @@ def test_a_host_refusing_connections_among_many_stops_the_deploy_before_any_swit
     assert result.returncode == 1
     assert result.stderr.count("ERROR:") == 1, result.stderr
     line = project.last_line(result)
-    assert line == (f"ERROR: {refusing}: connect to host {refusing} port 22: Connection refused; "
+    assert line == (f"ERROR: {refusing}: could not connect to port 22 (Connection refused); "
                     "hosts switched to v2 before the failure: none"), line
     assert not project.lock_held()
     assert not any((tmp_path / "hosts" / h / "containers").exists() for h in project.hosts)  # nothing booted

@@ -67,7 +67,8 @@ class LoopbackConnection:
 class LoopbackTransport:
     def connect(self, host: str, settings: Any) -> LoopbackConnection:
         if host in os.environ.get(REFUSE_ENV, "").split(","):
-            raise TransportError(host, f"connect to host {host} port 22: Connection refused")
+            # The words of the paramiko transport for a refused connection.
+            raise TransportError(host, "could not connect to port 22 (Connection refused)")
         return LoopbackConnection(host)
 
 
