@@ -22,7 +22,8 @@ from kamalpy.pulls import PullSlots
 KAMALPY = [sys.executable, "-m", "kamalpy"]
 PULL_SECONDS = 0.3
 
-# Enough of Docker for `deploy -P` and `build pull`: state (containers run) in the host's directory.
+# Enough of Docker for `deploy -P`, `build pull` and `accessory boot`: state (containers run) in the host's
+# directory. An accessory's `docker run` (which pulls a missing image) is logged and timed as a pull.
 FAKE_DOCKER = r"""#!/bin/sh
 host=$(basename "$PWD")
 fails() { case ",$1," in *",$host,"*) return 0;; esac; return 1; }
@@ -37,6 +38,10 @@ case "$1" in
   inspect)
     case "$2" in kamal-proxy) echo "basecamp/kamal-proxy:v0.9.2";; *) echo "app";; esac;;
   run)
+    case "$*" in *"--name app-redis"*)
+      echo "$host start $(date +%s.%N)" >> "$FAKE_DOCKER_LOG"; sleep "$FAKE_PULL_SECONDS"
+      echo "$host end $(date +%s.%N)" >> "$FAKE_DOCKER_LOG";;
+    esac
     for last; do :; done
     shift; while [ "$1" != "--name" ]; do shift; done
     mkdir -p containers && echo "$last" > "containers/$2" && echo "cid-$2";;
@@ -216,6 +221,15 @@ def test_a_failed_pull_stops_the_hosts_still_waiting(tmp_path: Path) -> None:
     assert len(project.pulls()) <= 3  # the two in flight, at most one more that took a freed slot first
     assert not project.lock_held()
     assert not any((tmp_path / "hosts" / h / "containers").exists() for h in project.hosts)
+
+
+def test_accessory_boot_on_many_hosts_runs_at_most_pull_limit_at_once(tmp_path: Path) -> None:
+    project = Project(tmp_path, 6, "x-kamalpy:\n  pull_limit: 2\n"
+                      "accessories:\n  redis:\n    image: redis:7\n    roles: [web]\n")
+    result = project.run("accessory", "boot", "redis")
+    assert result.returncode == 0, result.stderr
+    assert sorted(project.pulls()) == sorted(project.hosts)
+    assert project.most_at_once() == 2
 
 
 # ----- a host that refuses connections; a host that fails in a later boot group -----
