@@ -197,16 +197,21 @@ def boot(commander: Commander, name: str, *, prepared: bool = False,
         driver = commander.proxy if acc.running_proxy else None
         body = accessory_commands.env_file_body(acc).encode()
 
+        pulls = commander.pulls.batch()  # `docker run` pulls the image where it is missing: pull slots
+
         def work(session: Session) -> None:
-            try:
-                session.script([_audit(commander, f"Booted {name} accessory"),
-                                accessory_commands.ensure_env_directory(acc), WriteFile(body, acc.secrets_path),
-                                accessory_commands.run(acc, session.host)])
-            except CommandFailed:
-                # `docker run` that could not start it (a port taken, ...) leaves a created container: remove it,
-                # so that a later boot is not skipped for "a container already exists".
-                session.execute(accessory_commands.remove_container(acc), raise_on_non_zero=False)
-                raise
+            with pulls.slot() as turn:
+                if not turn:
+                    return  # another host's boot failed: the command stops with that host named
+                try:
+                    session.script([_audit(commander, f"Booted {name} accessory"),
+                                    accessory_commands.ensure_env_directory(acc), WriteFile(body, acc.secrets_path),
+                                    accessory_commands.run(acc, session.host)])
+                except CommandFailed:
+                    # `docker run` that could not start it (a port taken, ...) leaves a created container: remove
+                    # it, so that a later boot is not skipped for "a container already exists".
+                    session.execute(accessory_commands.remove_container(acc), raise_on_non_zero=False)
+                    raise
             if driver is not None:
                 driver.deploy_accessory(session, acc, _container_id(session, acc))
 
@@ -248,16 +253,24 @@ def stop(commander: Commander, name: str) -> None:
         commander.on(hosts_of(commander, acc), work)
 
 
-def _simple(commander: Commander, name: str, audit: str | None, build: Callable[[Accessory], list[str]]) -> None:
-    """One audited command on the accessory's hosts, under the lock."""
+def _simple(commander: Commander, name: str, audit: str | None, build: Callable[[Accessory], list[str]], *,
+            pulls: bool = False) -> None:
+    """One audited command on the accessory's hosts, under the lock (``pulls``: it pulls, in pull slots)."""
     acc = accessory(commander, name)
     steps = [*([_audit(commander, audit)] if audit else []), build(acc)]
+    batch = commander.pulls.batch() if pulls else None
+
+    def work(session: Session) -> None:
+        with batch.slot() if batch is not None else contextlib.nullcontext(True) as turn:
+            if turn:
+                session.script(steps)
+
     with commander.lock.hold():
-        commander.on(hosts_of(commander, acc), lambda s: s.script(steps))
+        commander.on(hosts_of(commander, acc), work)
 
 
 def pull_image(commander: Commander, name: str) -> None:
-    _simple(commander, name, f"Pull {name} accessory image", accessory_commands.pull_image)
+    _simple(commander, name, f"Pull {name} accessory image", accessory_commands.pull_image, pulls=True)
 
 
 def remove_container(commander: Commander, name: str) -> None:

@@ -89,13 +89,19 @@ def _mirror_hosts(commander: Commander, hosts: list[str]) -> list[str]:
 def _pull_on(commander: Commander, hosts: list[str]) -> None:
     config = commander.config
     record = auditor.record(config, f"Pulled image with version {config.version}", performer=commander.performer)
+    pulls = commander.pulls.batch()  # at most x-kamalpy.pull_limit hosts at once (kamalpy.pulls)
+    if len(hosts) > pulls.limit:
+        commander.output.info(f"Pulling on at most {pulls.limit} of the {len(hosts)} hosts at once "
+                              "(x-kamalpy.pull_limit)")
 
     def work(session: Session) -> None:
         # Kamal's commands in Kamal's order, in one round trip (the login only once per host and run), but
         # without Kamal's `docker image rm --force` first: of two deploys of one version, the one that then
         # finds the lock held would remove the image the other has just pulled (docs/moving-from-kamal.md).
-        session.script([*commander.first_steps(session.host), Step(record, quiet=True),
-                        builder_pull.pull(config), builder_pull.validate_image(config)])
+        with pulls.slot() as turn:
+            if turn:
+                session.script([*commander.first_steps(session.host), Step(record, quiet=True),
+                                builder_pull.pull(config), builder_pull.validate_image(config)])
 
     commander.on(hosts, work)
 

@@ -90,16 +90,65 @@ def boot(commander: Commander, version: str | None = None,
         _preflight(commander, hosts)
         _prepare(commander, hosts)
         # How the new containers replace the old ones: the kamalpy_boot_app hook (built in: boot_rolling).
-        context = BootContext(commander, config.version, hosts,
-                              role_boot=lambda s, r, b=None: RoleBoot(commander, s, r, b).run(),
-                              role_version=running_version)
-        if not commander.run.hooks.boot_app(context):
+        switched = Switched(commander, config.version, hosts)
+
+        def role_boot(session: Session, role: Role, barrier: Barrier | None = None) -> None:
+            booting = RoleBoot(commander, session, role, barrier)
+            booting.run()
+            switched.record(session.host, role.name, booting.version)
+
+        context = BootContext(commander, config.version, hosts, role_boot=role_boot, role_version=running_version)
+        try:
+            booted = commander.run.hooks.boot_app(context)
+        except KamalpyError as error:  # Kamal's semantics: no other group boots; say which hosts did
+            raise DeployFailed(switched.message(error)) from error
+        if not booted:
             raise KamalpyError(NO_BOOT)
         record = commander.audit(f"Tagging {config.absolute_image} as the latest image")
         steps = list(after() if callable(after) else after)
         results = commander.on(hosts, lambda s: s.script([record,
                                                           app_commands.tag_latest_image(config), *steps]))
         return {host: found[2:] for host, found in results.items()}
+
+
+class DeployFailed(KamalpyError):
+    """A deploy (or rollback) stopped on a host; the message ends with the hosts already switched."""
+
+
+def with_switched(message: str, version: str, hosts: Sequence[str]) -> str:
+    """A failed deploy's message, ending with the hosts that run ``version`` now (or ``none``)."""
+    listed = ", ".join(hosts) or "none"
+    if message.endswith("."):  # a message of sentences (a plugin's failure with how to recover)
+        return f"{message} Hosts switched to {version} before the failure: {listed}."
+    return f"{message}; hosts switched to {version} before the failure: {listed}"
+
+
+class Switched:
+    """Which roles of which hosts run the new version, as the boot goes (a boot plugin may boot a role back)."""
+
+    def __init__(self, commander: Commander, version: str, hosts: Sequence[str]) -> None:
+        self.commander = commander
+        self.version = version
+        self.hosts = list(hosts)
+        self._versions: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+
+    def record(self, host: str, role: str, version: str) -> None:
+        with self._lock:
+            self._versions[(host, role)] = version
+
+    def names(self) -> list[str]:
+        """``host``, or ``host (role, ...)`` when only some of its roles were switched, in host order."""
+        found = []
+        for host in self.hosts:
+            roles = [r.name for r in self.commander.specifics.roles_on(host)]
+            done = [r for r in roles if self._versions.get((host, r)) == self.version]
+            if done:
+                found.append(host if len(done) == len(roles) else f"{host} ({', '.join(done)})")
+        return found
+
+    def message(self, error: BaseException) -> str:
+        return with_switched(str(error), self.version, self.names())
 
 
 def running_version(session: Session, role: Role) -> str | None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kamalpy.config.specifics import Specifics
     from kamalpy.locking import DeployLock
     from kamalpy.proxy_driver import ProxyDriver
+    from kamalpy.pulls import PullSlots
     from kamalpy.registry_strategy import RegistryStrategy
 
 T = TypeVar("T")
@@ -157,6 +158,13 @@ class Commander:
         from kamalpy.proxy_driver import proxy_driver
 
         return proxy_driver(self)
+
+    @functools.cached_property
+    def pulls(self) -> PullSlots:
+        """The run's pull slots: at most ``x-kamalpy.pull_limit`` hosts pull at once (kamalpy.pulls)."""
+        from kamalpy.pulls import PullSlots
+
+        return PullSlots(self.config.kamalpy.pull_limit)
 
     @functools.cached_property
     def registry(self) -> RegistryStrategy:

@@ -15,14 +15,15 @@ the proxy, stale containers, the boot and a best-effort prune; the post-deploy h
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from kamalpy import app_boot, builders
 from kamalpy.commands import app as app_commands
 from kamalpy.commands.hook import ruby_round
-from kamalpy.errors import KamalpyError
+from kamalpy.errors import HostErrors, KamalpyError
 from kamalpy.execution import Step
 from kamalpy.hooks import plugin_failures
 from kamalpy.plugin import FlowStep
@@ -108,21 +109,23 @@ def deploy(commander: Commander, *, skip_push: bool, redeploy: bool = False, boo
         flow = Flow(commander, "redeploy" if redeploy else "deploy", *deploy_steps(skip_push, redeploy, False))
         _check_capabilities(commander, boot=True, proxy=True, registry=True, build=not skip_push)
     commander.config.version  # noqa: B018 - the version is worked out once, before anything runs
-    with commander.lock.checked():  # a held lock stops the deploy before the pull changes anything
+    # A held lock stops the deploy before the pull changes anything (the check reads the pull's HostErrors).
+    with _none_switched(commander), commander.lock.checked():
         deliver(commander, flow, skip_push)
     with commander.lock.hold():
         commander.run_hook("pre-deploy", secrets=True)
-        if not redeploy:
-            output.say("Ensure the proxy is running...")
-            flow("proxy.boot")
-            if boot_accessories and commander.config.accessories:
-                if flow.has("accessory.boot_missing"):
-                    flow("accessory.boot_missing")
-                else:
-                    output.warn("No plugin boots accessories (accessory.boot_missing): skipping them")
-        output.say("Detect stale containers...")
-        # The boot's clash check rides with it (app_boot.stale_containers): one round trip for both.
-        flow("app.stale_containers", stop=True, boot_version=commander.config.version)
+        with _none_switched(commander):
+            if not redeploy:
+                output.say("Ensure the proxy is running...")
+                flow("proxy.boot")
+                if boot_accessories and commander.config.accessories:
+                    if flow.has("accessory.boot_missing"):
+                        flow("accessory.boot_missing")
+                    else:
+                        output.warn("No plugin boots accessories (accessory.boot_missing): skipping them")
+            output.say("Detect stale containers...")
+            # The boot's clash check rides with it (app_boot.stale_containers): one round trip for both.
+            flow("app.stale_containers", stop=True, boot_version=commander.config.version)
         prunes = not redeploy and bool(commander.run.hooks.implementers("kamalpy_prune_steps"))
         # The prune goes with the final `docker tag` of each app host, in the same round trip. Its steps are
         # made after the tag's audit line, so that the audit log's times are in order, as Kamal's are.
@@ -142,6 +145,16 @@ def deploy(commander: Commander, *, skip_push: bool, redeploy: bool = False, boo
     runtime = time.monotonic() - started
     output.say(f"Finished all in {runtime:.1f} seconds", colour=None)
     commander.run_hook("post-deploy", secrets=True, extra={"runtime": str(ruby_round(runtime))})
+
+
+@contextlib.contextmanager
+def _none_switched(commander: Commander) -> Iterator[None]:
+    """A server's failure before the boot ends the deploy's message with "switched ...: none", as a failed
+    boot ends it with the hosts it switched (kamalpy.app_boot)."""
+    try:
+        yield
+    except HostErrors as error:
+        raise app_boot.DeployFailed(app_boot.with_switched(str(error), commander.config.version, [])) from error
 
 
 def deliver(commander: Commander, flow: Flow, skip_push: bool) -> None:

@@ -323,7 +323,8 @@ def test_a_plugin_raising_in_a_flow_hook_is_named_and_the_lock_released(flows, p
     assert code == 1
     assert [line for line in err.splitlines() if "ERROR" in line] == [
         "ERROR: plugin 'exploding' failed in kamalpy_boot_app: RuntimeError: canary exploded. Some hosts may run "
-        "the new version and others the old one: deploy again, or roll back with `kamalpy rollback VERSION`."]
+        "the new version and others the old one: deploy again, or roll back with `kamalpy rollback VERSION`. "
+        "Hosts switched to 123 before the failure: none."]
     assert out[-1] == f"{H1}\t/usr/bin/env rm .kamal/lock-app/details && rm -r .kamal/lock-app"  # released
 
 
@@ -343,4 +344,5 @@ def test_a_boot_plugin_with_the_wrong_answer_is_named(flows, plugin_module):
     code, _, err = flows("hub.docker.com", "deploy", "-P")
     assert code == 1
     assert err.splitlines()[-1] == ("ERROR: kamalpy_boot_app returned str ('booted'); expected True or None "
-                           "(implemented by plugin 'chatty', 'boot_rolling')")
+                           "(implemented by plugin 'chatty', 'boot_rolling'); "
+                           "hosts switched to 123 before the failure: none")

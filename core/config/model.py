@@ -28,6 +28,8 @@ from kamalpy.config.boot import Boot
 from kamalpy.config.builder import Builder, validate_builder
 from kamalpy.config.env import Env
 from kamalpy.config.gem_version import newer as version_newer
+from kamalpy.config.kamalpy import KEY as KAMALPY_KEY
+from kamalpy.config.kamalpy import KamalpyOptions
 from kamalpy.config.loader import RubySymbol
 from kamalpy.config.options import Logging
 from kamalpy.config.proxy import DEFAULT_PROXY_DRIVER, PROXY_ROOT_ONLY_KEYS, Proxy, validate_proxy
@@ -104,6 +106,7 @@ class Configuration:
         self.proxy = Proxy(self.raw.get("proxy"))
         self.ssh = Ssh(self.raw.get("ssh"))
         self.sshkit = Sshkit(self.raw.get("sshkit"))
+        self.kamalpy = KamalpyOptions(self.raw.get(KAMALPY_KEY))  # kamalpy's own settings (x-kamalpy)
 
         self._ensure_destination_if_required()
         self._ensure_required_keys_present()
