@@ -151,6 +151,7 @@ _LAZY = {
     "Step": "kamalpy.execution",
     "WriteFile": "kamalpy.execution",
     "CommandResult": "kamalpy.transport",
+    "Stream": "kamalpy.transport",
     "CommandFailed": "kamalpy.transport",
     "Transport": "kamalpy.transport",
     "Connection": "kamalpy.transport",
