@@ -365,3 +365,47 @@ def test_down_removes_everything_and_only_its_own(small_sandbox, sandbox):
     assert took < 30
     assert lifecycle.down(SMALL)["servers"] == 0  # down when nothing is up: fine and quiet
     assert lifecycle.status(sandbox.spec)["ok"]  # the session sandbox was not touched
+
+
+# -- server usage accounting --------------------------------------------------------------------------------
+
+BURN_SECONDS = 1.0
+
+
+@pytest.mark.sandbox
+def test_cpu_burnt_in_an_ssh_session_counts_on_that_server_only(sandbox):
+    first, second = sandbox.hosts[:2]
+    before = {host: sandbox.cpu_seconds(host) for host in (first, second)}
+    # A process of the session busy for BURN_SECONDS of its own CPU time (not wall time: the machine is shared).
+    burn = ("python3 -c 'import time\nstart = time.process_time()\n"
+            f"while time.process_time() - start < {BURN_SECONDS}: pass'")
+    sandbox.ssh(first, burn)
+    burnt = {host: sandbox.cpu_seconds(host) - before[host] for host in (first, second)}
+    # The session's sshd, shell and python start-up come on top; the idle daemons add little.
+    assert BURN_SECONDS <= burnt[first] < BURN_SECONDS + 0.6, burnt
+    assert burnt[second] < 0.3, burnt
+
+
+@pytest.mark.sandbox
+def test_server_memory_counts_the_daemons_and_the_containers(sandbox):
+    host = sandbox.hosts[1]
+    idle = sandbox.memory_bytes(host)
+    assert 10 << 20 < idle < 500 << 20  # dockerd, containerd and sshd
+    name = f"usage-{uuid.uuid4().hex[:8]}"
+    # A container holding 48 MB: a file in its /dev/shm (tmpfs pages are charged to the cgroup that wrote them).
+    sandbox.docker(host, "run", "-d", "--name", name, sandbox.images["busybox"],
+                   "sh", "-c", "dd if=/dev/zero of=/dev/shm/fill bs=1M count=48 && sleep 600")
+    try:
+        grown = _eventually(lambda: sandbox.memory_bytes(host) - idle > 40 << 20)
+        assert grown, (idle, sandbox.memory_bytes(host))
+    finally:
+        sandbox.docker(host, "rm", "-f", name, check=False)
+
+
+def _eventually(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False

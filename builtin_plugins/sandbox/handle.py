@@ -165,6 +165,18 @@ class Sandbox:
             tags = []
         return version in tags
 
+    def cpu_seconds(self, host: str | int) -> float:
+        """CPU-seconds the server used since it started (daemons, ssh sessions, containers): see usage.py."""
+        from kamalpy.builtin_plugins.sandbox import usage
+
+        return usage.server_cpu_seconds(self.spec, self.server(host)["index"])
+
+    def memory_bytes(self, host: str | int) -> int:
+        """Memory the server uses now (daemons, ssh sessions, containers): see usage.py."""
+        from kamalpy.builtin_plugins.sandbox import usage
+
+        return usage.server_memory_bytes(self.spec, self.server(host)["index"])
+
     def ssh_args(self, host: str | int) -> list[str]:
         return ["ssh", "-F", self.ssh_config, f"root@{self.server(host)['address']}"]
 

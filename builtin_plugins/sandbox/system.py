@@ -178,6 +178,16 @@ def cgroup_mounts() -> list[Path]:
     return mounts
 
 
+def cgroup_v1_mount(controller: str) -> Path | None:
+    """Where the cgroup v1 hierarchy of ``controller`` (``cpuacct``, ``memory``) is mounted, if it is."""
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) > 3 and parts[2] == "cgroup" and controller in parts[3].split(","):
+                return Path(parts[1])
+    return None
+
+
 def cgroup_dirs(name: str) -> list[Path]:
     """Every ``/<name>`` cgroup (the cgroup parent of one server's containers), in each hierarchy."""
     return [mount / name for mount in cgroup_mounts() if (mount / name).is_dir()]

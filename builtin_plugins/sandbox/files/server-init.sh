@@ -1,7 +1,8 @@
 #!/bin/sh
 # One sandbox server's start, run by kamalpy inside its network namespace as
 #   ip netns exec NAME unshare --mount --uts --propagation private sh server-init.sh NAME ADDR/24 DIR
-# It configures the network, mounts the server's private directories, then starts dockerd and sshd.
+# It configures the network, mounts the server's private directories, joins the server's cgroups,
+# then starts dockerd and sshd.
 set -eu
 name=$1 addr=$2 dir=$3
 
@@ -19,6 +20,16 @@ while read -r dev mnt fstype opts _rest; do
     tmpfs | cgroup | cgroup2) mkdir -p "$mnt" && mount -t "$fstype" -o "$opts" "$dev" "$mnt" ;;
   esac
 done </proc/1/mounts
+
+# Everything this server runs from here on (dockerd, containerd, the shims, sshd and every ssh session)
+# is accounted in the cgroup /NAME/server, beside its containers in /NAME/<id> (daemon.json's
+# cgroup-parent): usage.py reads /NAME. Only cpuacct and memory: a group in the cpu hierarchy would
+# change how the scheduler shares the CPU between servers and the deploying process.
+for h in cpuacct memory; do
+  [ -f "/sys/fs/cgroup/$h/cgroup.procs" ] || continue
+  mkdir -p "/sys/fs/cgroup/$h/$name/server"
+  echo $$ >"/sys/fs/cgroup/$h/$name/server/cgroup.procs"
+done
 
 # Private /run (docker socket, sshd privsep dir), /root (authorized_keys, ~/.docker) and /tmp.
 for d in run root tmp; do
