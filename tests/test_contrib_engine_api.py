@@ -240,7 +240,8 @@ def test_run_detached(tr):
             "AttachStdin": False, "AttachStdout": False, "AttachStderr": False, "Tty": False, "OpenStdin": False,
             "StdinOnce": False,
             "HostConfig": {"Binds": ["data:/data"], "LogConfig": {"Type": "", "Config": {"max-size": "10m"}},
-                           "RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0}, "NetworkMode": "kamal"},
+                           "RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0}, "NetworkMode": "kamal",
+                           **tr.CLI_EMPTY_HOST_CONFIG},
             "NetworkingConfig": {"EndpointsConfig": {"kamal": {}}}}, {}),
         ("POST", "/containers/" + "c" * 64 + "/start", {}, None, {})]
     assert (out.status, out.stdout) == (0, "c" * 64 + "\n")

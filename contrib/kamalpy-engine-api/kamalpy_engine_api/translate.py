@@ -351,6 +351,13 @@ def labels(values: list[str]) -> dict[str, str]:
     return found
 
 
+# What the docker CLI sends empty rather than null (dockerd keeps the difference, `docker inspect` shows it).
+CLI_EMPTY_HOST_CONFIG: dict[str, Any] = {
+    **{key: [] for key in ("BlkioDeviceReadBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteBps", "BlkioDeviceWriteIOps",
+                           "BlkioWeightDevice", "Devices", "Dns", "DnsOptions", "DnsSearch", "Ulimits")},
+    "PortBindings": {}}
+
+
 def run_error(reply: Reply, status: int) -> Outcome:
     """``docker run``'s failure: the daemon's message with the CLI's prefix and hint, exit 125 (126, 127)."""
     return Outcome(status, "", f"docker: Error response from daemon: {reply.message}\n{RUN_HELP}")
@@ -391,7 +398,7 @@ def run_plan(args: list[str], files: Mapping[str, bytes]) -> Plan | None:
             "Image": image, "Labels": labels(opts.get("label", [])), "AttachStdin": False, "AttachStdout": False,
             "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False,
             "HostConfig": {"Binds": volumes or None, "LogConfig": log_config, "RestartPolicy": policy,
-                           "NetworkMode": network or "default"},
+                           "NetworkMode": network or "default", **CLI_EMPTY_HOST_CONFIG},
         }
         if network:
             config["NetworkingConfig"] = {"EndpointsConfig": {network: {}}}
