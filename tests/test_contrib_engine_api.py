@@ -349,6 +349,32 @@ def test_service_label_check(tr):
     assert plan(tr, command)(api).status == 1
 
 
+def test_proxy_start_image_version_and_prune_containers(tr):
+    line = ("docker container start kamal-proxy || echo $(cat .kamal/proxy/options 2> /dev/null) | "
+            "xargs docker run --name kamal-proxy")
+    api = FakeApi(tr, {"POST /containers/kamal-proxy/start": reply(tr, 304)})
+    assert tr.translate(line)(api).stdout == "kamal-proxy\n"
+    with pytest.raises(tr.Fallback):  # no such container: the shell runs the whole line (start, then run)
+        tr.translate(line)(FakeApi(tr))
+
+    line = "docker inspect kamal-proxy --format '{{.Config.Image}}' | awk -F: '{print $NF}'"
+    api = FakeApi(tr, {"GET /containers/kamal-proxy/json": reply(tr, 200, {"Config": {"Image": "r:5000/kp:v0.9.2"}})})
+    assert tr.translate(line)(api).stdout == "v0.9.2\n"
+    assert api.calls == [("GET", "/containers/kamal-proxy/json", {}, None, {})]
+
+    line = ("docker ps -q -a --filter label=service=app --filter status=created --filter status=exited --filter "
+            "status=dead | tail -n +3 | while read container_id; do docker rm $container_id; done")
+    ids = [{"Id": c * 64} for c in "abcd"]
+    api = FakeApi(tr, {"GET /containers/json": reply(tr, 200, ids), "DELETE /containers/cccccccccccc": reply(tr, 204),
+                       "DELETE /containers/dddddddddddd": reply(tr, 409, {"message": "busy"})})
+    out = tr.translate(line)(api)
+    assert api.calls[0][2] == {"all": "1", "filters": '{"label":{"service=app":true},"status":{"created":true,'
+                                                      '"exited":true,"dead":true}}'}
+    assert [c[:2] for c in api.calls[1:]] == [("DELETE", "/containers/cccccccccccc"),
+                                              ("DELETE", "/containers/dddddddddddd")]
+    assert (out.status, out.stdout, out.stderr) == (1, "cccccccccccc\n", "Error response from daemon: busy\n")
+
+
 @pytest.mark.parametrize("command", [
     ["docker", "login", "r.example", "-u", "u", "--password-stdin"],
     ["docker", "ps"],  # the table

@@ -674,6 +674,14 @@ _SERVICE_LABEL = re.compile(r"^docker inspect -f '\{\{ \.Config\.Labels\.service
                             r"'service' label\" && exit 1\)$")
 
 
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+_START_OR = re.compile(rf"^docker container start (?P<name>{_NAME}) \|\| .+$")
+_IMAGE_VERSION = re.compile(rf"^docker inspect (?P<name>{_NAME}) --format '\{{\{{\.Config\.Image\}}\}}' \| "
+                            r"awk -F: '\{print \$NF\}'$")
+_REMOVE_BEYOND = re.compile(r"^(?P<left>docker ps .+) \| tail -n \+(?P<skip>[0-9]+) \| while read container_id; "
+                            r"do docker rm \$container_id; done$")
+
+
 def lines_plan(line: str) -> Callable[[Api], list[str] | Outcome] | None:
     """A command whose output lines a pipeline reads: ``docker ps`` or Kamal's running-container script."""
     argv = words(line)
@@ -724,7 +732,62 @@ def json_filters(query: Mapping[str, str]) -> list[str]:
     return [f"{key}={value}" for key, values in json.loads(query.get("filters", "{}")).items() for value in values]
 
 
+def start_or_plan(name: str) -> Plan:
+    """``docker container start NAME || ...``: a container that starts ends it; otherwise the shell runs it all."""
+    def plan(api: Api) -> Outcome:
+        reply = api.call("POST", f"/containers/{quote(name, safe='')}/start")
+        if reply.status not in (204, 304):
+            raise Fallback  # nothing started: the shell tries again and goes on to the rest of the line
+        return Outcome(0, f"{name}\n")
+
+    return plan
+
+
+def image_version_plan(name: str) -> Plan:
+    """``docker inspect NAME --format '{{.Config.Image}}' | awk -F: '{print $NF}'``: the image's tag."""
+    def plan(api: Api) -> Outcome:
+        reply = api.call("GET", f"/containers/{quote(name, safe='')}/json")
+        if reply.status != 200:
+            raise Fallback  # no such container: the CLI looks for an image of that name next
+        image = str(((reply.json() or {}).get("Config") or {}).get("Image") or "")
+        return Outcome(0, image.split(":")[-1] + "\n")
+
+    return plan
+
+
+def remove_beyond_plan(source: Listing, skip: int) -> Plan:
+    """``docker ps -q ... | tail -n +N | while read container_id; do docker rm $container_id; done``."""
+    def plan(api: Api) -> Outcome:
+        found = source.lines(api)
+        if isinstance(found, Outcome):
+            raise Fallback
+        status, out, err = 0, [], []
+        for container in found[max(0, skip - 1):]:
+            reply = api.call("DELETE", f"/containers/{quote(container, safe='')}")
+            status = 0 if reply.status == 204 else 1  # the loop's status is its last command's
+            if status:
+                err.append(f"Error response from daemon: {reply.message}\n")
+            else:
+                out.append(f"{container}\n")
+        return Outcome(status, "".join(out), "".join(err))
+
+    return plan
+
+
 def pipeline_plan(line: str) -> Plan | None:
+    match = _START_OR.match(line)
+    if match:
+        return start_or_plan(match.group("name"))
+    match = _IMAGE_VERSION.match(line)
+    if match:
+        return image_version_plan(match.group("name"))
+    match = _REMOVE_BEYOND.match(line)
+    if match:
+        argv = words(match.group("left"))
+        found = listing(argv[2:]) if argv else None
+        if found is None or found.field != "ID":
+            return None
+        return remove_beyond_plan(found, int(match.group("skip")))
     match = _VERSION_OF_NAME.match(line)
     if match:
         source, prefix = lines_plan(match.group("left")), match.group("prefix")
