@@ -375,6 +375,32 @@ def test_proxy_start_image_version_and_prune_containers(tr):
     assert (out.status, out.stdout, out.stderr) == (1, "cccccccccccc\n", "Error response from daemon: busy\n")
 
 
+def test_prune_images_pipeline(tr):
+    from kamalpy.commands.prune import tagged_images
+    from kamalpy.config.model import Configuration
+
+    config = Configuration({"service": "app", "image": "app", "servers": ["h1"], "builder": {"arch": "amd64"},
+                            "registry": {"server": "r.example", "username": "u", "password": "p"}})
+    line = render(tagged_images(config))
+    images = [{"Id": "sha256:" + "1" * 64, "RepoTags": ["r.example/app:v1", "r.example/app:latest"]},
+              {"Id": "sha256:" + "2" * 64, "RepoTags": ["r.example/app:v2"]},
+              {"Id": "sha256:" + "3" * 64, "RepoTags": ["r.example/app:v3"]},
+              {"Id": "sha256:" + "4" * 64, "RepoTags": [], "RepoDigests": ["r.example/app@sha256:" + "5" * 64]}]
+    containers = [{"Image": "r.example/app:v2", "ImageID": "sha256:" + "2" * 64}]
+    api = FakeApi(tr, {"GET /images/json": reply(tr, 200, images), "GET /containers/json": reply(tr, 200, containers),
+                       "DELETE /images/r.example%2Fapp%3Av1": reply(tr, 200, [{"Untagged": "r.example/app:v1"}]),
+                       "DELETE /images/r.example%2Fapp%3Av3": reply(tr, 200, [{"Untagged": "r.example/app:v3"},
+                                                                              {"Deleted": "sha256:3"}])})
+    out = tr.translate(line)(api)
+    filters = '{"label":{"service=app":true}}'
+    assert api.calls == [("GET", "/images/json", {"filters": filters}, None, {}),
+                         ("GET", "/containers/json", {"all": "1", "filters": filters}, None, {}),
+                         ("DELETE", "/images/r.example%2Fapp%3Av1", {}, None, {}),
+                         ("DELETE", "/images/r.example%2Fapp%3Av3", {}, None, {})]
+    assert (out.status, out.stdout) == (0, "Untagged: r.example/app:v1\nUntagged: r.example/app:v3\n"
+                                           "Deleted: sha256:3\n")
+
+
 @pytest.mark.parametrize("command", [
     ["docker", "login", "r.example", "-u", "u", "--password-stdin"],
     ["docker", "ps"],  # the table

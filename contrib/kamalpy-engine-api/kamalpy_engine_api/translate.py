@@ -682,6 +682,13 @@ _REMOVE_BEYOND = re.compile(r"^(?P<left>docker ps .+) \| tail -n \+(?P<skip>[0-9
                             r"do docker rm \$container_id; done$")
 
 
+_PRUNE_IMAGES = re.compile(
+    r"^docker image ls --filter label=(?P<label>[^ ]+) --format '\{\{\.ID\}\} \{\{\.Repository\}\}:\{\{\.Tag\}\}' "
+    r"\| grep -v -w \"\$\(docker container ls -a --format '\{\{\.Image\}\}\\\|' --filter label=(?P=label) "
+    r"\| tr -d '\\n'\)(?P<tail>[^\"$`*\[\]^]*)\" \| while read image tag; do docker rmi \$tag; done$")
+_WORD_CHAR = "A-Za-z0-9_"
+
+
 def lines_plan(line: str) -> Callable[[Api], list[str] | Outcome] | None:
     """A command whose output lines a pipeline reads: ``docker ps`` or Kamal's running-container script."""
     argv = words(line)
@@ -774,7 +781,83 @@ def remove_beyond_plan(source: Listing, skip: int) -> Plan:
     return plan
 
 
+def image_lines(image: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(ID, REPOSITORY:TAG) lines of one image, as ``docker image ls --format '{{.ID}} {{.Repository}}:{{.Tag}}'``."""
+    tags: dict[str, list[str]] = {}
+    for ref in image.get("RepoTags") or []:
+        cut = ref.rfind(":")
+        if cut <= ref.rfind("/"):
+            raise Fallback
+        tags.setdefault(ref[:cut], []).append(ref[cut + 1:])
+    digested = [ref.partition("@")[0] for ref in image.get("RepoDigests") or []]
+    lines = [f"{repo}:{tag}" for repo, found in tags.items() for tag in found]
+    lines += [f"{repo}:<none>" for repo in dict.fromkeys(digested) if repo not in tags]
+    return [(short_id(image["Id"]), line) for line in lines or ["<none>:<none>"]]
+
+
+def truncate_id(text: str) -> str:
+    """stringid.TruncateID: what follows the first ``:``, at most 12 characters."""
+    return text.partition(":")[2][:12] if ":" in text else text[:12]
+
+
+def container_image(container: Mapping[str, Any]) -> str:
+    """``{{.Image}}`` of ``docker container ls``: the image's short ID when the name no longer leads to it, else the
+    familiar name (and tag)."""
+    image = str(container.get("Image") or "")
+    if not image:
+        return "<no image>"
+    if truncate_id(str(container.get("ImageID") or "")) == truncate_id(image):
+        return truncate_id(image)
+    ref = reference(image)
+    path = ref.path.removeprefix("library/") if ref.domain == DOCKER_HUB and ref.path.count("/") == 1 else ref.path
+    name = path if ref.domain == DOCKER_HUB else f"{ref.domain}/{path}"
+    return f"{name}:{ref.tag}" if ref.tag else name
+
+
+def word_pattern(alternatives: list[str]) -> re.Pattern[str]:
+    """GNU ``grep -w`` of a basic regular expression made of ``\\|`` alternatives where only ``.`` is special."""
+    if any(not a or set(a) & set("*[]^$\\") for a in alternatives):
+        raise Fallback
+    body = "|".join("".join("." if c == "." else re.escape(c) for c in a) for a in alternatives)
+    return re.compile(rf"(?<![{_WORD_CHAR}])(?:{body})(?![{_WORD_CHAR}])")
+
+
+def prune_images_plan(label: str, tail: str) -> Plan:
+    """Kamal's removal of the service's images no container uses, but the latest (``docker image ls ... | grep -v -w
+    "$(docker container ls -a --format '{{.Image}}\\|' ...)LATEST\\|REPO:<none>" | while read image tag; do
+    docker rmi $tag; done``). Every line is decided before the first removal."""
+    filters = filters_query([f"label={label}"])
+
+    def plan(api: Api) -> Outcome:
+        images = api.call("GET", "/images/json", {"filters": filters})
+        containers = api.call("GET", "/containers/json", {"all": "1", "filters": filters})
+        if images.status != 200 or containers.status != 200:
+            raise Fallback
+        used = "".join(f"{container_image(c)}\\|" for c in containers.json())
+        keep = word_pattern((used + tail).split("\\|"))
+        doomed = [tag for image in images.json() for _, tag in image_lines(image)
+                  if not keep.search(f"{short_id(image['Id'])} {tag}")]
+        if any(tag == "<none>:<none>" or set(tag) & set("*?[ ") for tag in doomed):
+            raise Fallback  # the shell's word splitting and the CLI's refusal are the shell's
+        status, out, err = 0, [], []
+        for tag in doomed:
+            reply = api.call("DELETE", f"/images/{quote(tag, safe='')}")
+            status = 0 if reply.status == 200 else 1  # the loop's status is its last command's
+            if status:
+                err.append(f"Error response from daemon: {reply.message}\n")
+                continue
+            for item in reply.json() or []:
+                out += [f"Untagged: {item['Untagged']}\n"] if item.get("Untagged") else []
+                out += [f"Deleted: {item['Deleted']}\n"] if item.get("Deleted") else []
+        return Outcome(status, "".join(out), "".join(err))
+
+    return plan
+
+
 def pipeline_plan(line: str) -> Plan | None:
+    match = _PRUNE_IMAGES.match(line)
+    if match:
+        return prune_images_plan(match.group("label"), match.group("tail"))
     match = _START_OR.match(line)
     if match:
         return start_or_plan(match.group("name"))
