@@ -102,11 +102,10 @@ def parse(args: list[str], spec: Mapping[str, tuple[str, str]],
                     return None
                 opts[name] = value != "false" if eq else True
             else:
-                if not eq:
-                    if i + 1 >= len(args):
-                        return None
-                    i += 1
-                    value = args[i]
+                taken = _value_at(args, i, value if eq else None)
+                if taken is None:
+                    return None
+                value, i = taken
                 _store(opts, name, kind, value)
         elif arg.startswith("-"):
             j = 1
@@ -119,20 +118,23 @@ def parse(args: list[str], spec: Mapping[str, tuple[str, str]],
                     opts[name] = True
                     j += 1
                     continue
-                value = arg[j + 1:]
-                if value.startswith("="):
-                    value = value[1:]
-                if not value:
-                    if i + 1 >= len(args):
-                        return None
-                    i += 1
-                    value = args[i]
+                taken = _value_at(args, i, arg[j + 1:].removeprefix("=") or None)
+                if taken is None:
+                    return None
+                value, i = taken
                 _store(opts, name, kind, value)
                 break
         else:
             positional.append(arg)
         i += 1
     return opts, positional
+
+
+def _value_at(args: list[str], i: int, attached: str | None) -> tuple[str, int] | None:
+    """(a flag's value, the index of its last argument): ``attached`` to the flag, else the next argument."""
+    if attached is not None:
+        return attached, i
+    return (args[i + 1], i + 1) if i + 1 < len(args) else None
 
 
 def _store(opts: dict[str, Any], name: str, kind: str, value: str) -> None:
