@@ -94,6 +94,17 @@ def test_anything_else_is_not_words(site, line):
         assert found[0] != "docker"
 
 
+def test_flags_as_the_docker_cli_reads_them(tr):
+    spec = {**tr.PS_FLAGS, **tr.STOP_FLAGS}
+    assert tr.parse(["-aq", "--filter=a=b", "-f", "c=d", "x"], spec) == (
+        {"all": True, "quiet": True, "filter": ["a=b", "c=d"]}, ["x"])
+    assert tr.parse(["-t30", "n"], spec) == ({"time": "30"}, ["n"])
+    assert tr.parse(["--time", "5", "--all=false"], spec) == ({"time": "5", "all": False}, [])
+    for bad in (["--unknown"], ["-t"], ["--", "x"], ["--all=maybe"], ["-z"]):
+        assert tr.parse(bad, spec) is None, bad
+    assert tr.parse(["img", "-t", "1"], spec, interspersed=False) == ({}, ["img", "-t", "1"])
+
+
 # ----- the HTTP client -----
 
 class FakeStream:
