@@ -230,6 +230,18 @@ class ParamikoConnection:
             channel.close()
         return CommandResult(self.host, command, status, out, err)
 
+    def open_stream(self, command: str) -> paramiko.Channel:
+        """``command`` on a channel of its own, left open: its stdin and stdout are the stream (stderr unread)."""
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise self._lost(None)
+        try:
+            channel = transport.open_session()
+            channel.exec_command(command)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise self._lost(exc) from None
+        return channel
+
     def _lost(self, exc: BaseException | None) -> TransportError:
         """The connection is gone: why, when the liveness check knows."""
         if self.liveness is not None and self.liveness.dead:

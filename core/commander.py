@@ -120,7 +120,7 @@ class Commander:
         if self._executor is None:
             transport = None if self.dry_run else self._transport()
             settings = ssh_settings(self.config)
-            self._executor = Executor(transport, settings, self.output, dry_run=self.dry_run)
+            self._executor = Executor(transport, settings, self.output, dry_run=self.dry_run, hooks=self.run.hooks)
         return self._executor
 
     def _transport(self) -> object:

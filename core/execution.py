@@ -18,11 +18,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from kamalpy.errors import HostErrors, KamalpyError
 from kamalpy.output import Output
-from kamalpy.transport import CommandFailed, CommandResult, Connection, SshSettings, Transport, TransportError
+from kamalpy.transport import CommandFailed, CommandResult, Connection, SshSettings, Stream, Transport, TransportError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kamalpy.hooks import Hooks
 
 T = TypeVar("T")
 
@@ -93,6 +96,7 @@ class Session:
         ``quiet`` keeps the command out of normal output (Kamal's ``verbosity: :debug``).
         """
         ex = self.executor
+        original = command
         command, display = _rendered(command, env)
         if ex.dry_run:
             ex.output.dry_run(self.host, display)
@@ -102,10 +106,14 @@ class Session:
         def show(stream: str, text: str) -> None:
             ex.output.remote_output(self.host, tag, text)
 
-        ex.count(self.host)
         try:
-            result = self._run(command, stdin, timeout or ex.command_timeout, show if ex.output.verbose else None,
-                               step=display)
+            result = self._hooked_one(original, env, stdin, timeout) if not isinstance(original, str) else None
+            if result is None:
+                ex.count(self.host)
+                result = self._run(command, stdin, timeout or ex.command_timeout,
+                                   show if ex.output.verbose else None, step=display)
+            elif ex.output.verbose and (result.stdout or result.stderr):
+                show("stdout", result.stdout + result.stderr)
         except BaseException:
             ex.output.abandon(self.host, [tag])
             raise
@@ -113,6 +121,19 @@ class Session:
         if raise_on_non_zero and not result.ok:
             raise CommandFailed(result, shown_command=display)
         return result
+
+    def _hooked_one(self, command: Cmd, env: Mapping[str, object] | None, stdin: bytes | None,
+                    timeout: float | None) -> CommandResult | None:
+        """The result of one command run by a ``kamalpy_run_steps`` plugin, or None to run it through the shell."""
+        if timeout is not None:  # a command with its own time limit stays with the shell
+            return None
+        results = self._hooked([Step(command, check=False, env=env, stdin=stdin)])
+        return None if results is None else (results[0] if results else None)
+
+    def _hooked(self, items: list[Step | WriteFile]) -> list[CommandResult] | None:
+        """What a ``kamalpy_run_steps`` plugin answered for ``items`` (results of the steps run), or None."""
+        hooks = self.executor.hooks
+        return None if hooks is None else hooks.run_steps(self, items)
 
     def _run(self, command: str, stdin: bytes | None, timeout: float | None,
              on_output: Callable[[str, str], None] | None, step: str = "") -> CommandResult:
@@ -145,6 +166,55 @@ class Session:
             for item, display in zip(items, shown, strict=True):
                 ex.output.dry_run(self.host, display, kind="upload" if isinstance(item, WriteFile) else "")
             return [CommandResult(self.host, display, 0) for display in shown]
+        tags = [ex.output.start(self.host, display, debug=getattr(item, "quiet", False))
+                for item, display in zip(items, shown, strict=True)]
+        started = time.monotonic()
+        died: CommandResult | None = None
+        try:
+            results = self._hooked(items)
+            if results is None:
+                results, died = self._shell_script(items, shown)
+        except BaseException:
+            ex.output.abandon(self.host, tags)
+            raise
+        seconds = time.monotonic() - started
+        for index, (item, display, tag) in enumerate(zip(items, shown, tags, strict=True)):
+            if index >= len(results):
+                # No failing checked step came before (it would have raised): the shell itself died.
+                ex.output.abandon(self.host, tags[index:])
+                raw = died or CommandResult(self.host, display, 1)
+                raise CommandFailed(CommandResult(self.host, display, raw.exit_status or 1, raw.stdout, raw.stderr),
+                                    shown_command=display)
+            result = results[index]
+            quiet = getattr(item, "quiet", False)
+            if ex.output.verbose and (result.stdout or result.stderr):
+                ex.output.remote_output(self.host, tag, result.stdout + result.stderr)
+            ex.output.finish(self.host, tag, seconds, result.exit_status, debug=quiet)
+            if result.exit_status != 0 and (isinstance(item, WriteFile) or item.check):
+                ex.output.abandon(self.host, tags[index + 1:])  # the steps after it never ran
+                raise CommandFailed(result, shown_command=display)
+        return results
+
+    def run_in_shell(self, steps: Sequence[Step | WriteFile]) -> list[CommandResult]:
+        """Run ``steps`` through the server's shell in ONE round trip, showing nothing: for a
+        ``kamalpy_run_steps`` plugin that hands the steps it does not understand back to the shell.
+
+        Returns the results of the steps run: the steps after the first failing checked step do not run.
+        Raises :class:`CommandFailed` when the shell itself died, :class:`TransportError` when the host is lost.
+        """
+        items = list(steps)
+        shown = [self._shown(item) for item in items]
+        results, died = self._shell_script(items, shown)
+        if died is not None:
+            display = shown[len(results)]
+            raise CommandFailed(CommandResult(self.host, display, died.exit_status or 1, died.stdout, died.stderr),
+                                shown_command=display)
+        return results
+
+    def _shell_script(self, items: list[Step | WriteFile],
+                      shown: list[str]) -> tuple[list[CommandResult], CommandResult | None]:
+        """(results of the steps run, the raw result when the shell died before a step that should have run)."""
+        ex = self.executor
         marker = f"@@kamalpy-{secrets.token_hex(6)}"
         lines, stdin = [], None
         for index, item in enumerate(items):
@@ -162,41 +232,34 @@ class Session:
                 check = item.check
             end = f"printf '\\n{marker}:{index}:%s\\n' $s"
             lines.append(f"{body}; s=$?; {end}; {end} >&2" + ("; [ $s = 0 ] || exit $s" if check else ""))
-        tags = [ex.output.start(self.host, display, debug=getattr(item, "quiet", False))
-                for item, display in zip(items, shown, strict=True)]
-        started = time.monotonic()
         ex.count(self.host)
         step = shown[0] if len(shown) == 1 else f"{shown[0]} (and {len(shown) - 1} more)"
-        try:
-            raw = self._run("\n".join(lines), stdin, ex.command_timeout, None, step=step)
-        except BaseException:
-            ex.output.abandon(self.host, tags)
-            raise
-        seconds = time.monotonic() - started
+        raw = self._run("\n".join(lines), stdin, ex.command_timeout, None, step=step)
         outs, errs = _split_steps(raw.stdout, marker), _split_steps(raw.stderr, marker)
         results: list[CommandResult] = []
-        for index, (item, display, tag) in enumerate(zip(items, shown, tags, strict=True)):
+        for index, (item, display) in enumerate(zip(items, shown, strict=True)):
             if index not in outs:
-                # No failing checked step came before (it would have raised): the shell itself died.
-                ex.output.abandon(self.host, tags[index:])
-                raise CommandFailed(CommandResult(self.host, display, raw.exit_status or 1, raw.stdout, raw.stderr),
-                                    shown_command=display)
+                return results, raw
             status, out = outs[index]
-            result = CommandResult(self.host, display, status, out, errs.get(index, (0, ""))[1])
-            results.append(result)
-            quiet = getattr(item, "quiet", False)
-            if ex.output.verbose and (out or result.stderr):
-                ex.output.remote_output(self.host, tag, out + result.stderr)
-            ex.output.finish(self.host, tag, seconds, status, debug=quiet)
+            results.append(CommandResult(self.host, display, status, out, errs.get(index, (0, ""))[1]))
             if status != 0 and (isinstance(item, WriteFile) or item.check):
-                ex.output.abandon(self.host, tags[index + 1:])  # the steps after it never ran
-                raise CommandFailed(result, shown_command=display)
-        return results
+                break
+        return results, None
 
     def _shown(self, item: Step | WriteFile) -> str:
         if isinstance(item, WriteFile):
             return f"upload {item.path} mode {item.mode:04o} ({len(item.data)} bytes)"
         return _rendered(item.command, item.env)[1]
+
+    def open_stream(self, command: str) -> Stream | None:
+        """A long-lived exec channel running ``command`` on the host's pooled connection (raw bytes both ways),
+        or None when the transport offers none. For ``kamalpy_run_steps`` plugins; counts as one round trip."""
+        connection = self.executor.connection(self.host)
+        opener = getattr(connection, "open_stream", None)
+        if opener is None:
+            return None
+        self.executor.count(self.host)
+        return opener(command)
 
     def upload(self, data: bytes, remote_path: str, mode: int = 0o644) -> None:
         ex = self.executor
@@ -255,13 +318,17 @@ class LocalSession(Session):
     def upload(self, data: bytes, remote_path: str, mode: int = 0o644) -> None:
         raise KamalpyError("cannot upload to the local machine")
 
+    def _hooked(self, items: list[Step | WriteFile]) -> list[CommandResult] | None:
+        return None  # kamalpy_run_steps is about servers: the deploying machine's commands stay with /bin/sh
+
 
 class Executor:
     """Owns the connection pool of one run."""
 
     def __init__(self, transport: Transport | None, settings: SshSettings, output: Output, *,
-                 dry_run: bool = False, command_timeout: float | None = None) -> None:
+                 dry_run: bool = False, command_timeout: float | None = None, hooks: Hooks | None = None) -> None:
         self.transport = transport
+        self.hooks = hooks  # asked to run server steps (kamalpy_run_steps); None: always the shell
         self.settings = settings if settings.warn is not None else replace(settings, warn=output.warn)
         self.output = output
         self.dry_run = dry_run

@@ -77,6 +77,7 @@ class Hooks:
     def __init__(self, pm: PluginManager) -> None:
         self.pm = pm
         self._config_keys: dict[str, ConfigKey] | None = None
+        self._run_steps_impls: bool | None = None
 
     def _call(self, name: str, **kwargs: Any) -> Any:
         with plugin_failures(self.pm, name):
@@ -210,6 +211,26 @@ class Hooks:
         if steps is not None and not isinstance(steps, (list, tuple)):
             raise self._wrong_answer("kamalpy_prune_steps", steps, "a list of steps")
         return None if steps is None else list(steps)
+
+    def run_steps(self, session: Any, steps: list[Any]) -> list[Any] | None:
+        """Results of ``steps`` run by a plugin, or None for the shell. Without an implementation pluggy is not
+        asked at all, so the default path costs nothing per command."""
+        if self._run_steps_impls is None:
+            self._run_steps_impls = bool(self.implementers("kamalpy_run_steps"))
+        if not self._run_steps_impls:
+            return None
+        with plugin_failures(self.pm, "kamalpy_run_steps", "The step may or may not have run on the host: "
+                             "check with `kamalpy app details`, then deploy again."):
+            results = self.pm.hook.kamalpy_run_steps(session=session, steps=steps)
+        if results is None:
+            return None
+        from kamalpy.transport import CommandResult
+
+        if not isinstance(results, list) or len(results) > len(steps) or not all(
+                isinstance(r, CommandResult) for r in results):
+            raise self._wrong_answer("kamalpy_run_steps", results,
+                                     f"a list of at most {len(steps)} CommandResult, or None")
+        return results
 
     def register_commands(self, cli: click.Group) -> None:
         # pluggy calls the most recent plugin first, and the first command of a name wins, so a later plugin's

@@ -23,8 +23,9 @@ if TYPE_CHECKING:  # pragma: no cover - imports for annotations only
     from kamalpy.cli.options import GlobalOptions
     from kamalpy.commander import Commander
     from kamalpy.config.model import Configuration
-    from kamalpy.execution import Step
+    from kamalpy.execution import Session, Step, WriteFile
     from kamalpy.plugin import BootContext, CommandContext, ConfigKey, HookContext
+    from kamalpy.transport import CommandResult
 
 PROJECT_NAME = "kamalpy"
 
@@ -195,6 +196,25 @@ def kamalpy_prune_steps(commander: Commander) -> list[Step] | None:
     answer. The built-in ``prune_commands`` returns Kamal's ``prune all`` (old stopped containers, then
     unused images). An empty list prunes nothing.
     firstresult: the first list wins; none at all means the deploy does not prune.
+    """
+
+
+@hookspec(firstresult=True)
+def kamalpy_run_steps(session: Session, steps: list[Step | WriteFile]) -> list[CommandResult] | None:
+    """Run a server's steps another way than through its shell (an opt-in faster execution path).
+
+    Fires: each time a command or a script of steps is about to be sent to a server (``Session.execute`` with a
+    command array and no time limit of its own, ``Session.script``), after it was shown as Kamal shows it; never
+    in a dry run, never for the deploying machine's own commands.
+    Arguments: ``session``, the :class:`kamalpy.plugin.Session` of the host (``host``, ``executor``,
+    ``open_stream(command)`` for a long-lived exec channel, ``run_in_shell(steps)`` to hand steps back to the
+    shell in one round trip); ``steps``, the :class:`kamalpy.plugin.Step` / :class:`kamalpy.plugin.WriteFile`
+    items in order (a ``Step.command`` is a Kamal command array, or a string).
+    Returns: None to let the shell run them all, as it does by default; or the
+    :class:`kamalpy.plugin.CommandResult` of each step run, in order, ending at the first failing step whose
+    ``check`` is true (the steps after it must not run). The results must be what the shell would have given:
+    the same effects on the server, stdout, exit status. kamalpy shows, checks and raises as for the shell.
+    firstresult: the first list wins; without any plugin the shell runs everything (Kamal's command strings).
     """
 
 

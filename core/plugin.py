@@ -151,6 +151,7 @@ _LAZY = {
     "Step": "kamalpy.execution",
     "WriteFile": "kamalpy.execution",
     "CommandResult": "kamalpy.transport",
+    "Stream": "kamalpy.transport",
     "CommandFailed": "kamalpy.transport",
     "Transport": "kamalpy.transport",
     "Connection": "kamalpy.transport",
@@ -166,6 +167,8 @@ _LAZY = {
     "current_run": "kamalpy.cli.base",
     "Commander": "kamalpy.commander",
     "Output": "kamalpy.output",
+    "render": "kamalpy.commands.base",  # a Kamal command array as SSHKit sends it (redact=True: as logs show it)
+    "shell_quote_single": "kamalpy.commands.base",
 }
 
 __all__ = ["hookimpl", "ConfigKey", "CommandContext", "HookContext", "SecretAdapter", "FlowStep", "BootContext",

@@ -92,6 +92,19 @@ class Forward:
     close: Callable[[], None] = field(default=lambda: None)
 
 
+class Stream(Protocol):
+    """A long-lived exec channel (``Connection.open_stream``): the command's stdin and stdout as raw bytes."""
+
+    def sendall(self, data: bytes) -> None: ...
+
+    def recv(self, size: int) -> bytes:
+        """Up to ``size`` bytes of the command's stdout; ``b""`` once it ended."""
+
+    def settimeout(self, timeout: float | None) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Connection(Protocol):
     host: str
 
@@ -106,6 +119,9 @@ class Connection(Protocol):
         """Open a reverse port forward (for the local registry mode)."""
 
     def close(self) -> None: ...
+
+    # Optional: ``open_stream(command) -> Stream``, the command on a channel of its own that stays open (a
+    # transport without it gets the shell path only; kamalpy.execution.Session.open_stream says None).
 
 
 class Transport(Protocol):
