@@ -145,20 +145,17 @@ def build_plugin_manager(disabled: Iterable[str] = (), load_entry_points: bool =
 
 
 def _load_entry_points(pm: PluginManager, disabled: set[str]) -> None:
-    from importlib.metadata import entry_points
+    from kamalpy.entry_points import entry_points
 
-    found = sorted(
-        entry_points(group=ENTRY_POINT_GROUP),
-        key=lambda ep: ((ep.dist.name if ep.dist else ""), ep.name),
-    )
+    found = sorted(entry_points(ENTRY_POINT_GROUP), key=lambda ep: (ep.distribution, ep.name))
     for ep in found:
         if ep.name in disabled:
             continue
         if pm.has_plugin(ep.name):
-            dist = ep.dist.name if ep.dist else "?"
-            raise PluginError(f"Plugin name '{ep.name}' from {dist} is already taken by {pm.origins[ep.name][0]}")
+            raise PluginError(f"Plugin name '{ep.name}' from {ep.distribution or '?'} "
+                              f"is already taken by {pm.origins[ep.name][0]}")
         try:
             plugin = ep.load()
         except Exception as exc:  # a broken third-party plugin must not produce a traceback
             raise PluginError(f"Could not load plugin '{ep.name}' ({ep.value}): {exc}") from exc
-        pm.register_named(plugin, ep.name, ep.dist.name if ep.dist else "", ep.dist.version if ep.dist else "")
+        pm.register_named(plugin, ep.name, ep.distribution, ep.version)

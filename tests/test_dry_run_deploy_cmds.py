@@ -231,8 +231,8 @@ def _deploy_trace(host: str, lock: bool) -> list[tuple[str, str]]:
     one ``docker login`` per host and run (Kamal logs in again before booting the proxy), with the password
     on stdin; a read-only lock check first, and no ``docker image rm --force`` before the pull (a deploy
     that finds the lock held changes no server); the lock's ``mkdir -p .kamal`` in the pull's first round
-    trip; the running version asked once for the stale check and the boot's clash check. The dry run knows no current version, so no old
-    container is stopped."""
+    trip; the running version asked once for the stale check and the boot's clash check. The dry run knows
+    no current version, so no old container is stopped."""
     versions = f'docker ps {FILTERS} --format "{{{{.Names}}}}" | while read line; do echo ${{line#app-web-}}; done'
     return [*([(host, LOCK_CHECK)] if lock else []),
             (host, "/usr/bin/env mkdir -p .kamal"),  # Kamal's, before the lock: in the first round trip

@@ -12,7 +12,9 @@ collect every jsonschema error and report the one Kamal would meet first:
 Kamal's checks beyond keys and types (accessory host keys, restart policies, reserved labels, proxy
 host/SSL rules, ...) belong to :mod:`kamalpy.config.model`, which runs after this.
 
-``jsonschema`` costs ~90 ms to import, so it is imported on the first :func:`validate` call only.
+``jsonschema`` costs ~90 ms to import (more than the rest of ``kamalpy config``), so a valid configuration
+is recognised without it (:mod:`kamalpy.config.schema_check`) and it is imported only to word the errors
+of an invalid one, or to check a plugin's config key.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kamalpy.config import schema_check
 from kamalpy.errors import ConfigurationError, PluginError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,6 +91,16 @@ def _inlined_schema() -> dict[str, Any]:
 
 
 @functools.cache
+def _fast_check_usable() -> bool:
+    return schema_check.supported(_inlined_schema())
+
+
+def _fast_check_passes(instance: Any) -> bool:
+    """True when the configuration is certainly valid (see :mod:`kamalpy.config.schema_check`)."""
+    return _fast_check_usable() and schema_check.is_valid(_inlined_schema(), instance)
+
+
+@functools.cache
 def _kamal_validator() -> Any:
     from jsonschema import Draft202012Validator, validators
 
@@ -125,21 +138,29 @@ def validate(raw: Mapping[str, Any], extension_keys: Mapping[str, ConfigKey] | N
     if clashes:
         raise PluginError(f"Plugin config key '{clashes[0]}' collides with Kamal's key of the same name")
 
+    instance, extensions = prepared(raw, extension_keys)
+    # A valid configuration needs only a verdict: jsonschema (its import costs more than the rest of
+    # `kamalpy config`) is asked only for the messages of an invalid one.
+    if not _fast_check_passes(instance):
+        errors = list(_kamal_validator().iter_errors(instance))
+        if errors:
+            located = [_locate(error, instance) for error in errors]
+            raise ConfigurationError(min(located, key=lambda item: item[0])[1])
+
+    for name, value in extensions.items():
+        key = extension_keys[name]
+        _validate_extension(name, key.schema, value)
+
+
+def prepared(raw: Mapping[str, Any], extension_keys: Mapping[str, ConfigKey]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(what the Kamal schema checks, the plugin keys' values): a JSON-like copy with the defaults filled in."""
     instance = _normalize(raw)
     extensions = {name: instance.pop(name) for name in list(instance) if name in extension_keys}
     for name, prop in kamal_schema()["properties"].items():
         # Kamal builds these sections from `|| {}`, so a missing one is checked as empty.
         if "default" in prop and name not in instance:
             instance[name] = copy.deepcopy(prop["default"])
-
-    errors = list(_kamal_validator().iter_errors(instance))
-    if errors:
-        located = [_locate(error, instance) for error in errors]
-        raise ConfigurationError(min(located, key=lambda item: item[0])[1])
-
-    for name, value in extensions.items():
-        key = extension_keys[name]
-        _validate_extension(name, key.schema, value)
+    return instance, extensions
 
 
 def _validate_extension(name: str, schema: Mapping[str, Any], value: Any) -> None:
