@@ -13,6 +13,7 @@ import logging
 import os
 import posixpath
 import secrets
+import select
 import socket
 import stat
 import sys
@@ -272,7 +273,7 @@ class ParamikoConnection:
                     raise TimeoutError()
                 if not transport.is_active() and not channel.recv_ready() and not channel.recv_stderr_ready():
                     raise EOFError("the connection closed before the command ended")
-                channel.status_event.wait(0.01)
+                _wait_for_channel(channel, deadline)
         return streams["stdout"][0].decode(errors="replace"), streams["stderr"][0].decode(errors="replace")
 
     def upload(self, data: bytes, remote_path: str, mode: int = 0o644) -> None:
@@ -485,3 +486,18 @@ def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:
         sftp.remove(path)
     except (OSError, paramiko.SSHException):
         pass
+
+
+def _wait_for_channel(channel: paramiko.Channel, deadline: float | None) -> None:
+    """Sleep until the channel has news: output, its EOF, its exit status or its close.
+
+    A fixed 10 ms poll cost 100 wake-ups a second per command in flight (10,000 at 100 hosts, as much
+    system time as user time). Paramiko's pipe (``fileno``) is set by output, EOF and close; after the EOF
+    it stays set, so from then on only ``status_event`` (exit status or close) is waited for. The 0.5 s cap
+    lets the caller check its deadline and the transport's liveness.
+    """
+    wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+    if channel.eof_received:
+        channel.status_event.wait(wait)
+    else:
+        select.select([channel], [], [], wait)

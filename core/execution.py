@@ -234,8 +234,18 @@ class Session:
             end = f"printf '\\n{marker}:{index}:%s\\n' $s"
             lines.append(f"{body}; s=$?; {end}; {end} >&2" + ("; [ $s = 0 ] || exit $s" if check else ""))
         ex.count(self.host)
-        step = shown[0] if len(shown) == 1 else f"{shown[0]} (and {len(shown) - 1} more)"
-        raw = self._run("\n".join(lines), stdin, ex.command_timeout, None, step=step)
+        errors: list[str] = []  # the markers stream on stderr too: a lost host's error names the step it ran
+
+        def seen(stream: str, text: str) -> None:
+            if stream == "stderr":
+                errors.append(text)
+
+        try:
+            raw = self._run("\n".join(lines), stdin, ex.command_timeout, seen)
+        except TransportError as exc:
+            done = _split_steps("".join(errors), marker)
+            running = next((index for index in range(len(shown)) if index not in done), len(shown) - 1)
+            raise exc.during(shown[running]) from None
         outs, errs = _split_steps(raw.stdout, marker), _split_steps(raw.stderr, marker)
         results: list[CommandResult] = []
         for index, (item, display) in enumerate(zip(items, shown, strict=True)):

@@ -20,7 +20,7 @@ import pytest
 from local_sshd import Server, needs_sshd
 
 from kamalpy.errors import HostErrors
-from kamalpy.execution import Executor
+from kamalpy.execution import Executor, Step
 from kamalpy.output import Output
 from kamalpy.transport import SshSettings, TransportError
 
@@ -39,8 +39,15 @@ def _transport():
     return ParamikoTransport()
 
 
+# A script (several steps in one round trip) names the step it was running, not its first one.
+WORK = {"command": lambda session: session.execute("sleep 30"),
+        "script": lambda session: session.script([Step("true"), Step("sleep 30"), Step("true")])}
+
+
 @needs_sshd
-def test_a_silent_host_fails_the_running_command_naming_host_and_step(sshd: Server, tmp_path: Path) -> None:
+@pytest.mark.parametrize("work", list(WORK))
+def test_a_silent_host_fails_the_running_command_naming_host_and_step(sshd: Server, tmp_path: Path,
+                                                                      work: str) -> None:
     settings = _settings(sshd, tmp_path, server_alive_interval=0.5, server_alive_count_max=3)
     executor = Executor(_transport(), settings, Output(quiet=True, stream=io.StringIO()))
     before = set(sshd.sessions())
@@ -49,7 +56,7 @@ def test_a_silent_host_fails_the_running_command_naming_host_and_step(sshd: Serv
     def run() -> None:
         started = time.monotonic()
         try:
-            executor.on(["127.0.0.1"], lambda session: session.execute("sleep 30"))
+            executor.on(["127.0.0.1"], WORK[work])
         except HostErrors as exc:
             outcome["error"] = exc
         outcome["seconds"] = time.monotonic() - started
