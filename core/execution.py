@@ -135,12 +135,13 @@ class Session:
         return None if hooks is None else hooks.run_steps(self, items)
 
     def _run(self, command: str, stdin: bytes | None, timeout: float | None,
-             on_output: Callable[[str, str], None] | None, step: str = "") -> CommandResult:
+             on_output: Callable[[str, str], None] | None, step: str | Callable[[], str] = "") -> CommandResult:
         connection = self.executor.connection(self.host)  # a failure to connect is reported as it is
         try:
             return connection.run(command, stdin=stdin, timeout=timeout, on_output=on_output)
         except TransportError as exc:  # lost while the command ran: name it (``step``, as logged)
-            raise exc.during(step) if step else exc from None
+            named = step() if callable(step) else step
+            raise exc.during(named) if named else exc from None
 
     def capture(self, command: Cmd, **kwargs: object) -> str:
         """Stdout of ``command`` without its trailing newline (Kamal's ``capture_with_info``)."""
@@ -240,12 +241,11 @@ class Session:
             if stream == "stderr":
                 errors.append(text)
 
-        try:
-            raw = self._run("\n".join(lines), stdin, ex.command_timeout, seen)
-        except TransportError as exc:
+        def running() -> str:
             done = _split_steps("".join(errors), marker)
-            running = next((index for index in range(len(shown)) if index not in done), len(shown) - 1)
-            raise exc.during(shown[running]) from None
+            return shown[next((index for index in range(len(shown)) if index not in done), len(shown) - 1)]
+
+        raw = self._run("\n".join(lines), stdin, ex.command_timeout, seen, step=running)
         outs, errs = _split_steps(raw.stdout, marker), _split_steps(raw.stderr, marker)
         results: list[CommandResult] = []
         for index, (item, display) in enumerate(zip(items, shown, strict=True)):
