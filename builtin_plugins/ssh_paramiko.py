@@ -148,11 +148,17 @@ class Liveness:
 
     def _watch(self) -> None:
         misses = 0
+        answered = threading.Event()
         if self._stop.wait(self.interval):
             return
         while self.transport.is_active() and not self._stop.is_set():
             started = time.monotonic()
-            if self._ask():
+            if answered.is_set():
+                answered = threading.Event()
+            # An unanswered request's event is kept: a late reply still proves the host alive, as OpenSSH
+            # resets its count on any reply. (Replies lost to a starved machine, not a dead host, broke
+            # 100-host deploys with a fresh event per request.)
+            if self._ask(answered):
                 misses = 0
                 self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
                 continue
@@ -166,10 +172,9 @@ class Liveness:
                 self.transport.close()  # ends every channel: running commands fail with self.dead
                 return
 
-    def _ask(self) -> bool:
-        """Send one request; True when any reply came within the interval."""
+    def _ask(self, answered: threading.Event) -> bool:
+        """Send one request; True when a reply (to it or to an earlier one) came within the interval."""
         with self.requests:
-            answered = threading.Event()
             self.transport.completion_event = answered  # set by paramiko on REQUEST_SUCCESS/FAILURE
             if self._sending is None or not self._sending.is_alive():
                 self._sending = threading.Thread(target=self._send, daemon=True, name=f"kamalpy-ping-{self.host}")

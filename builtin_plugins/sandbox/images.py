@@ -428,7 +428,9 @@ def build_and_push(env: dict[str, str], images: dict[str, str], auth: tuple[str,
         # Also as `caddy:2`, the caddy driver's default image, so `proxy.run.registry` alone selects it.
         major = images["caddy"].rsplit(":", 1)[0] + ":2"
         system.run(["docker", "tag", images["caddy"], major], env=env)
-        push(images["caddy"], major)
+        # One after the other: two pushes of the same layers at once have ended in "manifest blob unknown".
+        push(images["caddy"])
+        push(major)
 
     def local_registry() -> None:
         if "registry" in images:
