@@ -19,8 +19,12 @@ import pytest
 from helpers import pip_install_target
 
 # Runs `kamalpy plugins` in-process and says whether importlib.metadata was needed (no cache hit).
-PROBE = ("import sys\nfrom kamalpy.cli.main import main\ncode = main(['plugins'], standalone=False)\n"
-         "print('SCANNED' if 'importlib.metadata' in sys.modules else 'CACHED')\nsys.exit(code)\n")
+# Whether the run scanned the installed distributions (importlib.metadata itself is no sign: pluggy < 1.5
+# imports it at start-up).
+PROBE = ("import sys\nimport kamalpy.entry_points as ep\nscans = []\nreal = ep._scan\n"
+         "ep._scan = lambda group: scans.append(group) or real(group)\n"
+         "from kamalpy.cli.main import main\ncode = main(['plugins'], standalone=False)\n"
+         "print('SCANNED' if scans else 'CACHED')\nsys.exit(code)\n")
 
 
 def _distribution(root: Path, plugin: str) -> Path:
