@@ -156,8 +156,7 @@ class Liveness:
             if answered.is_set():
                 answered = threading.Event()
             # An unanswered request's event is kept: a late reply still proves the host alive, as OpenSSH
-            # resets its count on any reply. (Replies lost to a starved machine, not a dead host, broke
-            # 100-host deploys with a fresh event per request.)
+            # resets its count on any reply (a loaded server may answer after the interval).
             if self._ask(answered):
                 misses = 0
                 self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
