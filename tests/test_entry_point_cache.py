@@ -80,16 +80,22 @@ def _plugins(cwd: Path, site: Path, cache: Path, **extra: str) -> tuple[str, str
     return listing, verdict
 
 
+def _first_plugin_installed(tmp_path: Path, installed: dict[str, Path], age: int = 60) -> tuple[Path, Path, Path]:
+    """(cache directory, project directory, site with first_plugin installed ``age`` seconds ago)."""
+    cache, cwd = tmp_path / "cache", tmp_path / "project"
+    cwd.mkdir()
+    _age(cwd)  # sys.path[0] of `python -c` (importlib.metadata looks for distributions there too)
+    site = _site(installed, "first_plugin", tmp_path / "site")
+    _age(site, age)
+    return cache, cwd, site
+
+
 def _cache_files(cache: Path) -> list[Path]:
     return sorted(cache.glob("entry-points-*.json"))
 
 
 def test_plugins_appear_and_disappear_with_their_distribution(tmp_path, installed):
-    cache, cwd = tmp_path / "cache", tmp_path / "project"
-    cwd.mkdir()
-    _age(cwd)  # sys.path[0] of `python -c` (importlib.metadata looks for distributions there too)
-    site = _site(installed, "first_plugin", tmp_path / "site")
-    _age(site)
+    cache, cwd, site = _first_plugin_installed(tmp_path, installed)
 
     listing, verdict = _plugins(cwd, site, cache)
     assert "first_plugin  (kamalpy-first-plugin 1.2.3)" in listing
@@ -122,11 +128,7 @@ def test_plugins_appear_and_disappear_with_their_distribution(tmp_path, installe
 
 
 def test_entry_points_txt_changed_in_place_is_seen(tmp_path, installed):
-    cache, cwd = tmp_path / "cache", tmp_path / "project"
-    cwd.mkdir()
-    _age(cwd)  # sys.path[0] of `python -c` (importlib.metadata looks for distributions there too)
-    site = _site(installed, "first_plugin", tmp_path / "site")
-    _age(site)
+    cache, cwd, site = _first_plugin_installed(tmp_path, installed)
     assert "first_plugin  (" in _plugins(cwd, site, cache)[0]
     assert _cache_files(cache)
     [entry_points_txt] = site.glob("*.dist-info/entry_points.txt")
@@ -137,12 +139,8 @@ def test_entry_points_txt_changed_in_place_is_seen(tmp_path, installed):
 
 
 def test_fresh_installs_are_not_cached_and_the_cache_can_be_turned_off(tmp_path, installed):
-    cache, cwd = tmp_path / "cache", tmp_path / "project"
-    cwd.mkdir()
-    _age(cwd)  # sys.path[0] of `python -c` (importlib.metadata looks for distributions there too)
-    site = _site(installed, "first_plugin", tmp_path / "site")
     # Younger than the racy window: a change within the same clock tick could not be told apart.
-    _age(site, 0)
+    cache, cwd, site = _first_plugin_installed(tmp_path, installed, age=0)
     assert "first_plugin  (" in _plugins(cwd, site, cache)[0]
     assert _cache_files(cache) == []
     _age(site)
@@ -152,11 +150,7 @@ def test_fresh_installs_are_not_cached_and_the_cache_can_be_turned_off(tmp_path,
 
 
 def test_a_damaged_cache_file_is_a_miss(tmp_path, installed):
-    cache, cwd = tmp_path / "cache", tmp_path / "project"
-    cwd.mkdir()
-    _age(cwd)  # sys.path[0] of `python -c` (importlib.metadata looks for distributions there too)
-    site = _site(installed, "first_plugin", tmp_path / "site")
-    _age(site)
+    cache, cwd, site = _first_plugin_installed(tmp_path, installed)
     _plugins(cwd, site, cache)
     [cache_file] = _cache_files(cache)
     for damage in ("{", '{"key": 1, "groups": []}', json.dumps({"key": json.loads(cache_file.read_text())["key"],
