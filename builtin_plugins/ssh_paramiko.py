@@ -139,6 +139,7 @@ class Liveness:
         self.requests = threading.Lock()
         self._stop = threading.Event()
         self._sending: threading.Thread | None = None
+        self._sent_at = 0.0
         self._thread = threading.Thread(target=self._watch, name=f"kamalpy-alive-{host}", daemon=True)
         if interval > 0:
             self._thread.start()
@@ -154,6 +155,7 @@ class Liveness:
         while self.transport.is_active() and not self._stop.is_set():
             started = time.monotonic()
             if answered.is_set():
+                misses = 0  # a late reply, after its request was counted missed: the host is alive
                 answered = threading.Event()
             # An unanswered request's event is kept: a late reply still proves the host alive, as OpenSSH
             # resets its count on any reply (a loaded server may answer after the interval).
@@ -172,15 +174,28 @@ class Liveness:
                 return
 
     def _ask(self, answered: threading.Event) -> bool:
-        """Send one request; True when a reply (to it or to an earlier one) came within the interval."""
+        """Send one request; True when a reply (to it or to an earlier one) came within the interval.
+
+        The interval counts from the moment the request went out, and bytes from the host waiting unread
+        in the socket count as an answer: when this process is short of CPU (seen with 100 hosts on 2
+        cores: its threads woke up to 9 s late), a late send or a late read is ours, not the host's silence.
+        A send that blocks (the host reads nothing) counts from the moment of asking.
+        """
+        sent = threading.Event()
         with self.requests:
             self.transport.completion_event = answered  # set by paramiko on REQUEST_SUCCESS/FAILURE
+            asked = time.monotonic()
             if self._sending is None or not self._sending.is_alive():
-                self._sending = threading.Thread(target=self._send, daemon=True, name=f"kamalpy-ping-{self.host}")
+                self._sending = threading.Thread(target=self._send, args=(sent,), daemon=True,
+                                                 name=f"kamalpy-ping-{self.host}")
                 self._sending.start()
-            return answered.wait(self.interval) and self.transport.is_active()
+            if sent.wait(self.interval):
+                asked = self._sent_at
+            if answered.wait(max(0.0, asked + self.interval - time.monotonic())) or self._unread():
+                return self.transport.is_active()
+            return False
 
-    def _send(self) -> None:
+    def _send(self, sent: threading.Event) -> None:
         message = paramiko.Message()
         message.add_byte(paramiko.common.cMSG_GLOBAL_REQUEST)
         message.add_string("keepalive@openssh.com")
@@ -188,7 +203,42 @@ class Liveness:
         try:
             self.transport._send_user_message(message)  # global_request() would block until the reply
         except (OSError, EOFError, paramiko.SSHException):
-            pass  # the watch notices the missing reply
+            return  # the watch notices the missing reply
+        self._sent_at = time.monotonic()
+        sent.set()
+
+    def _unread(self) -> bool:
+        """Bytes from the host wait in the socket, not yet read by paramiko's thread: the host is alive."""
+        sock = self.transport.sock
+        if not isinstance(sock, socket.socket):
+            return False  # through a jump host or a ProxyCommand: not a socket of ours to look at
+        try:
+            return bool(select.select([sock], [], [], 0)[0])
+        except (OSError, ValueError):
+            return False
+
+
+class ChannelStream:
+    """A long-lived channel as kamalpy's ``Stream``; when the connection died under it, its end says why."""
+
+    def __init__(self, channel: paramiko.Channel, connection: ParamikoConnection) -> None:
+        self.channel = channel
+        self.connection = connection
+
+    def sendall(self, data: bytes) -> None:
+        self.channel.sendall(data)
+
+    def recv(self, size: int) -> bytes:
+        data = self.channel.recv(size)
+        if not data and self.connection.liveness is not None and self.connection.liveness.dead:
+            raise EOFError(f"connection lost: {self.connection.liveness.dead}")
+        return data
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.channel.settimeout(timeout)
+
+    def close(self) -> None:
+        self.channel.close()
 
 
 def _close(*clients: paramiko.SSHClient | None) -> None:
@@ -235,7 +285,7 @@ class ParamikoConnection:
             channel.close()
         return CommandResult(self.host, command, status, out, err)
 
-    def open_stream(self, command: str) -> paramiko.Channel:
+    def open_stream(self, command: str) -> ChannelStream:
         """``command`` on a channel of its own, left open: its stdin and stdout are the stream (stderr unread)."""
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
@@ -245,7 +295,7 @@ class ParamikoConnection:
             channel.exec_command(command)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise self._lost(exc) from None
-        return channel
+        return ChannelStream(channel, self)
 
     def _lost(self, exc: BaseException | None) -> TransportError:
         """The connection is gone: why, when the liveness check knows."""
