@@ -350,8 +350,8 @@ class RoleBoot:
         self.commander.output.info(f"First {primary} container is healthy, booting {self.role.name} on {self.host}...")
 
     def _start_new_version(self, old_version: str | None) -> bool:
-        """Start the new container and switch to it; True when the old one's stop went with the switch (a
-        proxied role whose first healthy container opens no barrier: then the stop waits for nobody)."""
+        """Start the new container and switch to it; True when the old one's stop went in the same round
+        trip as the switch or the readiness check (not a gatekeeper's: its stop waits for the barrier)."""
         role, session = self.role, self.session
         name = app_commands.container_name(role, self.version)
         env_body = app_commands.env_file_body(role, self.host).encode()
@@ -362,26 +362,32 @@ class RoleBoot:
             WriteFile(env_body, role.secrets_path, 0o600),
             app_commands.run(role, self.host, hostname=container_hostname(self.host)),
         ])
+        then = self._stop_old_version(old_version) if old_version and not self.gatekeeper else []
         if role.running_proxy:
             # `docker run --detach` prints the new container's full id: its first 12 characters are the id
             # Kamal's `docker container ls --quiet` would print next (one docker process fewer per host).
             started = (results[-1].stdout.strip().splitlines() or [""])[-1]
-            then = self._stop_old_version(old_version) if old_version and not self.gatekeeper else []
             self.commander.proxy.deploy_then(session, role, name, started[:SHORT_ID], then)
-            return bool(then)
-        self._wait_until_ready()
-        return False
+        else:
+            self._wait_until_ready(then)
+        return bool(then)
 
-    def _wait_until_ready(self) -> None:
+    def _wait_until_ready(self, then: Sequence[Step]) -> None:
         """Until Docker reports the container healthy, or running (again after ``readiness_delay``): one
-        round trip, the polling done on the server (:func:`kamalpy.commands.app.wait_until_ready`)."""
+        round trip, the polling done on the server (:func:`kamalpy.commands.app.wait_until_ready`).
+
+        ``then`` (the old container's stop) runs in the same round trip once the container is ready, and not
+        at all when it is not. A gatekeeper's stop waits for its own round trip, after the barrier opens.
+        """
         timeout = self.config.deploy_timeout
-        result = self.session.execute(app_commands.wait_until_ready(self.role, self.version, timeout,
-                                                                    self.config.readiness_delay),
-                                      raise_on_non_zero=False)
-        if not result.ok and not self.session.executor.dry_run:
-            status = (result.stdout.strip().splitlines() or ["missing"])[-1]
-            raise BootError(f"container not ready after {timeout} seconds ({status})")
+        wait = Step(app_commands.wait_until_ready(self.role, self.version, timeout, self.config.readiness_delay))
+        try:
+            self.session.script([wait, *then])
+        except CommandFailed as failed:
+            if failed.result.command != render(wait.command, wait.env, redact=True):
+                raise
+            status = (failed.result.stdout.strip().splitlines() or ["missing"])[-1]
+            raise BootError(f"container not ready after {timeout} seconds ({status})") from None
 
     def _report_failure(self) -> None:
         """The first failure closing the barrier shows the new container's logs and health."""

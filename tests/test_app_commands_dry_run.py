@@ -385,12 +385,12 @@ def test_bad_options(fails):
 
 # How a role without proxy is waited for: one loop on the server, NAME being the container (a deliberate
 # difference: Kamal looks at its status once per round trip, see docs/moving-from-kamal.md).
-WAIT_LOOP = ("end=$(($(date +%s)+30)); seen=; while :; do s=$(docker inspect --format '{{if .State.Health}}"
+WAIT_LOOP = ("(end=$(($(date +%s)+30)); seen=; while :; do s=$(docker inspect --format '{{if .State.Health}}"
              "{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}} {{.RestartCount}}' NAME 2>/dev/null); "
              'st=${s% *}; if [ "$st" = healthy ] || { [ "$st" = running ] && [ "$s" = "$seen" ]; }; then echo "$st"; '
              'exit 0; fi; if [ "$st" = running ]; then [ -z "$seen" ] || st=restarting; seen=$s; '
              '[ "$(date +%s)" -lt "$end" ] || { echo "$st"; exit 1; }; sleep 7; continue; fi; seen=; '
-             '[ "$(date +%s)" -lt "$end" ] || { echo "${st:-missing}"; exit 1; }; sleep 0.1; done')
+             '[ "$(date +%s)" -lt "$end" ] || { echo "${st:-missing}"; exit 1; }; sleep 0.1; done)')
 
 
 def _booted(host: str, role: str, cmd: str = "") -> list[str]:

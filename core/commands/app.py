@@ -150,12 +150,13 @@ def wait_until_ready(role: Role, version: str, timeout: int, readiness_delay: fl
     """
     look = join(docker("inspect", "--format", HEALTH_STATUS_FORMAT[:-1] + " {{.RestartCount}}'",
                        container_name(role, version)))
-    # One shell line as the command's single part: sent as it is (see base.render).
-    return [f"end=$(($(date +%s)+{timeout})); seen=; while :; do s=$({look} 2>/dev/null); st=${{s% *}}; "
+    # One shell line as the command's single part: sent as it is (see base.render). A subshell, so that its
+    # `exit` ends the loop, not a script of several steps (Session.script) that it is part of.
+    return [f"(end=$(($(date +%s)+{timeout})); seen=; while :; do s=$({look} 2>/dev/null); st=${{s% *}}; "
             f'if [ "$st" = healthy ] || {{ [ "$st" = running ] && [ "$s" = "$seen" ]; }}; then echo "$st"; exit 0; fi; '
             f'if [ "$st" = running ]; then [ -z "$seen" ] || st=restarting; seen=$s; '
             f'[ "$(date +%s)" -lt "$end" ] || {{ echo "$st"; exit 1; }}; sleep {readiness_delay}; continue; fi; '
-            f'seen=; [ "$(date +%s)" -lt "$end" ] || {{ echo "${{st:-missing}}"; exit 1; }}; sleep {READY_POLL}; done']
+            f'seen=; [ "$(date +%s)" -lt "$end" ] || {{ echo "${{st:-missing}}"; exit 1; }}; sleep {READY_POLL}; done)']
 
 
 def stop(role: Role, version: str | None = None, *, args: Sequence[str] | None = None) -> Command:
