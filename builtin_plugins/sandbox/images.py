@@ -3,7 +3,8 @@
 - ``busybox``: busybox-static plus its applet links, by ``docker import`` of a tar made here;
 - ``sandbox-app:v1`` / ``:v2``: an example web app built FROM it with the legacy builder (no buildx):
   busybox httpd answering ``/up`` (``ok``) and ``/version`` (the tag); its shell traps SIGTERM, because
-  busybox httpd as PID 1 ignores it, and drains (listener closed, 1 s, exit 0) as a real app server does;
+  busybox httpd as PID 1 ignores it, and drains (listener closed, requests in flight finished within 1 s,
+  exit 0) as a real app server does;
   ``:v3`` is the same app without ``/up``: a release whose health check fails;
 - ``caddy``: Debian's caddy binary and the libraries ``ldd`` lists, by ``docker import``;
 - ``registry``: Debian's docker-registry (distribution) binary and a config serving plain HTTP on :5000,
