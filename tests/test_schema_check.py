@@ -139,13 +139,16 @@ def test_random_configs_agree(document):
     assert fast == slow
 
 
-def test_a_valid_config_does_not_import_jsonschema():
-    code = ("import sys, kamalpy.config.schema as s\n"
+def test_jsonschema_is_imported_only_for_an_invalid_config():
+    code = ("import sys, kamalpy.config.schema as s; assert 'jsonschema' not in sys.modules\n"
             "valid = {'service': 'a', 'image': 'b', 'registry': {'server': 'localhost:5000'},"
             " 'builder': {'arch': 'amd64'}, 'servers': ['h']}\n"
             "s.validate(valid); assert 'jsonschema' not in sys.modules\n"
-            "try: s.validate({**valid, 'foo': 1})\n"
-            "except Exception as e: assert str(e) == 'unknown key: foo', e\n"
+            "for bad, message in (({**valid, 'foo': 1}, 'unknown key: foo'),"
+            " ({**valid, 'servers': 'h'}, 'servers: should be an array or a hash')):\n"
+            "    try: s.validate(bad)\n"
+            "    except Exception as e: assert str(e) == message, e\n"
+            "    else: raise AssertionError(bad)\n"
             "assert 'jsonschema' in sys.modules\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
