@@ -179,7 +179,8 @@ class Liveness:
         The interval counts from the moment the request went out, and bytes from the host waiting unread
         in the socket count as an answer: when this process is short of CPU (seen with 100 hosts on 2
         cores: its threads woke up to 9 s late), a late send or a late read is ours, not the host's silence.
-        A send that blocks (the host reads nothing) counts from the moment of asking.
+        A send still not done after an interval gets one more while the socket could take it (our thread
+        is late); a send that blocks on a full socket (the host reads nothing) is a miss.
         """
         sent = threading.Event()
         with self.requests:
@@ -189,9 +190,9 @@ class Liveness:
                 self._sending = threading.Thread(target=self._send, args=(sent,), daemon=True,
                                                  name=f"kamalpy-ping-{self.host}")
                 self._sending.start()
-            if sent.wait(self.interval):
+            if sent.wait(self.interval) or (self._ready(write=True) and sent.wait(self.interval)):
                 asked = self._sent_at
-            if answered.wait(max(0.0, asked + self.interval - time.monotonic())) or self._unread():
+            if answered.wait(max(0.0, asked + self.interval - time.monotonic())) or self._ready(write=False):
                 return self.transport.is_active()
             return False
 
@@ -207,15 +208,17 @@ class Liveness:
         self._sent_at = time.monotonic()
         sent.set()
 
-    def _unread(self) -> bool:
-        """Bytes from the host wait in the socket, not yet read by paramiko's thread: the host is alive."""
+    def _ready(self, *, write: bool) -> bool:
+        """The socket could take bytes now (``write``), or bytes from the host wait in it, not yet read by
+        paramiko's thread (the host is alive)."""
         sock = self.transport.sock
         if not isinstance(sock, socket.socket):
             return False  # through a jump host or a ProxyCommand: not a socket of ours to look at
         try:
-            return bool(select.select([sock], [], [], 0)[0])
+            readable, writable, _ = select.select([] if write else [sock], [sock] if write else [], [], 0)
         except (OSError, ValueError):
             return False
+        return bool(writable if write else readable)
 
 
 class ChannelStream:

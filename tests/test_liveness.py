@@ -8,6 +8,7 @@ measured by benchmarks/dead_host.py.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -158,3 +159,62 @@ def test_a_stalled_handshake_says_so(banner: bytes) -> None:
         server.close()
     assert str(caught.value).startswith("127.0.0.1: SSH handshake timed out after 1s"), caught.value
     assert "No existing session" not in str(caught.value)
+
+
+class _Transport:
+    """What Liveness uses of a paramiko Transport: the request goes out after ``send_delay`` seconds (a
+    deploying process short of CPU), the host's reply is taken ``reply_after`` seconds after that."""
+
+    def __init__(self, sock: socket.socket, send_delay: float = 0.0, reply_after: float | None = None) -> None:
+        self.sock = sock
+        self.send_delay = send_delay
+        self.reply_after = reply_after
+        self.completion_event: threading.Event | None = None
+
+    def is_active(self) -> bool:
+        return True
+
+    def _send_user_message(self, message: object) -> None:
+        time.sleep(self.send_delay)
+        if self.reply_after is not None:
+            event = self.completion_event
+            threading.Timer(self.reply_after, event.set).start()  # type: ignore[union-attr]
+
+
+def _asked(transport: _Transport, interval: float) -> bool:
+    from kamalpy.builtin_plugins.ssh_paramiko import Liveness
+
+    liveness = Liveness("h1", transport, 0, 1)  # type: ignore[arg-type]  # interval 0: no watch thread
+    liveness.interval = interval
+    return liveness._ask(threading.Event())
+
+
+def test_the_interval_counts_from_the_moment_the_request_went_out() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        # Sent 0.4 s late (the socket could take it: our thread was late), answered 0.2 s after that:
+        # within the 0.3 s interval of the request itself.
+        assert _asked(_Transport(ours, send_delay=0.4, reply_after=0.2), interval=0.3)
+        # Answered 0.5 s after it went out: missed.
+        assert not _asked(_Transport(ours, reply_after=0.5), interval=0.3)
+
+
+def test_bytes_from_the_host_waiting_unread_count_as_an_answer() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        assert not _asked(_Transport(ours), interval=0.1)
+        theirs.sendall(b"x")  # the reply is there; paramiko's thread has not read it yet
+        assert _asked(_Transport(ours), interval=0.1)
+
+
+def test_a_request_that_cannot_be_sent_is_a_miss() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                ours.send(b"x" * 65536)  # the host reads nothing: the socket is full
+        ours.setblocking(True)
+        started = time.monotonic()
+        assert not _asked(_Transport(ours, send_delay=2.0, reply_after=0.0), interval=0.3)
+        assert time.monotonic() - started < 0.6  # one interval, not two
