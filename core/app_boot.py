@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from kamalpy.commands import app as app_commands
 from kamalpy.commands import app_proxy, assets
-from kamalpy.commands.base import file_join, render
+from kamalpy.commands.base import file_join
 from kamalpy.commands.layout import container_hostname, error_pages_directory, replaced_version
 from kamalpy.errors import HostErrors, KamalpyError
 from kamalpy.execution import Step, WriteFile
@@ -333,8 +333,7 @@ class RoleBoot:
         return old
 
     def _rename_failed(self, error: BaseException) -> bool:
-        return isinstance(error, CommandFailed) and any(
-            error.result.command == render(step.command, step.env, redact=True) for step in self._rename)
+        return isinstance(error, CommandFailed) and any(error.step is step for step in self._rename)
 
     def _failed(self, error: KamalpyError) -> BootError:
         """``<host>: Failed to boot <role>: <reason>``: the host and the step, for any failure of the boot."""
@@ -384,7 +383,7 @@ class RoleBoot:
         try:
             self.session.script([wait, *then])
         except CommandFailed as failed:
-            if failed.result.command != render(wait.command, wait.env, redact=True):
+            if failed.step is not wait:
                 raise
             status = (failed.result.stdout.strip().splitlines() or ["missing"])[-1]
             raise BootError(f"container not ready after {timeout} seconds ({status})") from None

@@ -155,7 +155,7 @@ class Session:
 
         Each step is shown (and printed in a dry run) as if it ran alone, so the output reads like Kamal's
         command sequence; only the number of round trips differs. The first failing checked step raises
-        :class:`CommandFailed` for that step, and the steps after it do not run.
+        :class:`CommandFailed` for that step (its ``step``), and the steps after it do not run.
         """
         ex = self.executor
         items = [s if isinstance(s, (Step, WriteFile)) else Step(s) for s in steps]
@@ -184,7 +184,7 @@ class Session:
                 ex.output.abandon(self.host, tags[index:])
                 raw = died or CommandResult(self.host, display, 1)
                 raise CommandFailed(CommandResult(self.host, display, raw.exit_status or 1, raw.stdout, raw.stderr),
-                                    shown_command=display)
+                                    shown_command=display, step=item)
             result = results[index]
             quiet = getattr(item, "quiet", False)
             if ex.output.verbose and (result.stdout or result.stderr):
@@ -192,7 +192,7 @@ class Session:
             ex.output.finish(self.host, tag, seconds, result.exit_status, debug=quiet)
             if result.exit_status != 0 and (isinstance(item, WriteFile) or item.check):
                 ex.output.abandon(self.host, tags[index + 1:])  # the steps after it never ran
-                raise CommandFailed(result, shown_command=display)
+                raise CommandFailed(result, shown_command=display, step=item)
         return results
 
     def run_in_shell(self, steps: Sequence[Step | WriteFile]) -> list[CommandResult]:
@@ -208,7 +208,7 @@ class Session:
         if died is not None:
             display = shown[len(results)]
             raise CommandFailed(CommandResult(self.host, display, died.exit_status or 1, died.stdout, died.stderr),
-                                shown_command=display)
+                                shown_command=display, step=items[len(results)])
         return results
 
     def _shell_script(self, items: list[Step | WriteFile],

@@ -66,6 +66,7 @@ class DeployLock:
         self._pending: str | None = None  # the primary host, while a read-only check waits for its round trip
         self._directory_pending: set[str] = set()  # hosts whose `mkdir -p .kamal` waits for their first round trip
         self._directory_made: set[str] = set()  # hosts where this run made it already
+        self._check_step: Step | None = None  # the check as sent with a first round trip: its failure is "found"
 
     @contextlib.contextmanager
     def hold(self, directory_later: Iterable[str] = ()) -> Iterator[None]:
@@ -124,7 +125,7 @@ class DeployLock:
             yield
         except HostErrors as exc:
             failed = exc.errors.get(primary)
-            if isinstance(failed, CommandFailed) and failed.result.command == self._check_shown():
+            if isinstance(failed, CommandFailed) and failed.step is not None and failed.step is self._check_step:
                 self._found(failed.result.stdout.strip())
             raise
         finally:
@@ -138,17 +139,13 @@ class DeployLock:
         steps = []
         if host == self._pending:
             self._pending = None
-            steps.append(Step(lock_commands.check(self.commander.config), quiet=True))
+            self._check_step = Step(lock_commands.check(self.commander.config), quiet=True)
+            steps.append(self._check_step)
         if host in self._directory_pending:
             self._directory_pending.discard(host)
             self._directory_made.add(host)  # a failure of this round trip ends the run: no lock is taken then
             steps.append(Step(server_commands.ensure_run_directory()))
         return steps
-
-    def _check_shown(self) -> str:
-        from kamalpy.commands.base import render
-
-        return render(lock_commands.check(self.commander.config), None, redact=True)
 
     def _check(self) -> None:
         try:

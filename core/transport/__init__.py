@@ -70,9 +70,14 @@ class TransportError(KamalpyError):
 
 
 class CommandFailed(KamalpyError):
-    """A command exited non-zero (Kamal: SSHKit::Command::Failed)."""
+    """A command exited non-zero (Kamal: SSHKit::Command::Failed).
 
-    def __init__(self, result: CommandResult, shown_command: str | None = None) -> None:
+    ``step``: the step of a script (``Session.script``, ``Session.run_in_shell``) that failed, the very
+    ``Step`` or ``WriteFile`` passed in, so that a caller can tell which of its steps it was; None for a
+    single command.
+    """
+
+    def __init__(self, result: CommandResult, shown_command: str | None = None, step: object | None = None) -> None:
         detail = (result.stderr or result.stdout).strip()
         shown = shown_command if shown_command is not None else result.command
         message = f"{result.host}: {shown} exit status: {result.exit_status}"
@@ -80,6 +85,7 @@ class CommandFailed(KamalpyError):
             message += f" ({' '.join(detail.splitlines()[-3:])})"
         super().__init__(message)
         self.result = result
+        self.step = step
 
 
 @dataclass
